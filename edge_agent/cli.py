@@ -1,0 +1,134 @@
+"""The ``edge-agent`` command.
+
+    edge-agent run -c config.yaml        run every camera until interrupted (file sources end with the file)
+    edge-agent check-config config.yaml  validate, load the model, print a summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from edge_agent import __version__
+from edge_agent.config import AgentConfig, ConfigError, class_names_problem, load_config
+from edge_agent.messages import status_topic
+from edge_agent.sources import redact
+
+log = logging.getLogger("edge_agent")
+EXIT_CONFIG = 2
+
+
+def _load_detector(cfg: AgentConfig, path: str):  # type: ignore[no-untyped-def]
+    """The configured detector, or ConfigError naming the model problem."""
+    from edge_agent.detection import Detector, UnsupportedModelError
+
+    m = cfg.model
+    try:
+        detector = Detector(m.path, m.confidence, m.iou, None, m.names, m.input_size, m.device, m.threads)
+    except (UnsupportedModelError, FileNotFoundError) as exc:
+        raise ConfigError(path, [f"model.path: {exc}"]) from None
+    problems = class_names_problem(cfg, detector.names)
+    if problems:
+        raise ConfigError(path, problems)
+    detector.set_classes(m.classes)
+    return detector
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    detector = _load_detector(cfg, args.config)
+    m = cfg.mqtt
+    print(f"configuration {args.config}: OK")
+    print(f"  mqtt: {m.host}:{m.port} protocol {m.protocol}, prefix {m.topic_prefix!r}, client id {m.client_id!r}"
+          f"{', TLS' if m.tls else ''}{', user ' + m.username if m.username else ''}")
+    print(f"  model: {detector.describe()}")
+    print(f"    keeps {', '.join(cfg.model.classes) if cfg.model.classes else 'all classes'}, "
+          f"confidence > {cfg.model.confidence}, NMS IoU {cfg.model.iou}")
+    print(f"  statistics: every {cfg.statistics.interval_s} s, vehicles = "
+          f"{', '.join(c for c in cfg.statistics.vehicle_classes if c in detector.names) or 'none of the classes'}")
+    for cam in cfg.cameras:
+        kind = "file" if cam.is_file else ("usb" if isinstance(cam.source, int) else "stream")
+        cap = f", at most {cam.fps_cap:g} fps" if cam.fps_cap else ""
+        print(f"  camera {cam.id}: {kind} {redact(cam.source)}{cap}")
+        for line in cam.lines:
+            print(f"    line {line.id}: {list(line.p1)} -> {list(line.p2)}, in = {line.in_side} side")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.mqtt import MqttPublisher
+    from edge_agent.pipeline import CameraPipeline, CameraResult, frames_summary
+
+    cfg = load_config(args.config)
+    detector = _load_detector(cfg, args.config)
+    log.info("edge-agent %s: %s", __version__, detector.describe())
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; finishing the current intervals", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    results: dict[str, CameraResult] = {}
+    publishers = []
+    threads = []
+    for cam in cfg.cameras:
+        pub = MqttPublisher(cfg.mqtt, f"{cfg.mqtt.client_id}-{cam.id}", status_topic(cfg.mqtt.topic_prefix, cam.id))
+        publishers.append(pub)
+        pipe = CameraPipeline(cam, cfg, detector, pub)
+        results[cam.id] = pipe.result
+
+        def work(p: CameraPipeline = pipe) -> None:
+            try:
+                p.run(stop)
+            except Exception:  # one camera's bug must not stop the others
+                log.exception("camera %s failed", p.cam.id)
+                p.result.error = "crashed"
+
+        t = threading.Thread(target=work, name=f"camera-{cam.id}", daemon=True)
+        t.start()
+        threads.append(t)
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(timeout=0.2)
+    for pub in publishers:
+        pub.close()
+    log.info("stopped: %s", frames_summary(results))
+    return 1 if any(r.error for r in results.values()) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-agent", description="Traffic-camera edge agent: counts by class and "
+                                "direction from YOLO on ONNX Runtime, published as interval statistics over MQTT.")
+    p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every configured camera")
+    run.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
+    run.set_defaults(func=cmd_run)
+    chk = sub.add_parser("check-config", help="validate a configuration and print a summary")
+    chk.add_argument("config", type=Path)
+    chk.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,451 @@
+"""YAML configuration of a camera node, validated into typed models.
+
+Every section is a pydantic model that refuses unknown keys, so a typo fails
+at start instead of silently falling back to a default. Errors are reported as
+``FILE:LINE: yaml.path[0].field: problem, got VALUE`` (see :class:`ConfigError`).
+
+Relative paths (model file, video files, TLS files, password file) are taken
+relative to the directory of the YAML file, so a configuration can be moved
+together with its data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from edge_agent.types import Anchor
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+ID_RULE = "1-64 characters of letters, digits, '_', '.', '-' (it becomes part of MQTT topics)"
+DEFAULT_FILE_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class ConfigError(ValueError):
+    """A configuration file was refused. ``problems`` holds one line per problem."""
+
+    def __init__(self, path: Path | str, problems: Sequence[str]):
+        self.path = str(path)
+        self.problems = list(problems)
+        super().__init__(f"invalid configuration {self.path}:\n  " + "\n  ".join(self.problems))
+
+
+def _point(value: Any) -> tuple[float, float]:
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
+    if not ok:
+        raise ValueError("expected [x, y] with 2 numbers")
+    x, y = float(value[0]), float(value[1])
+    if x < 0 or y < 0:
+        raise ValueError("expected [x, y] in image pixels (x >= 0, y >= 0)")
+    return (x, y)
+
+
+Point = Annotated[tuple[float, float], BeforeValidator(_point)]
+
+
+class Section(BaseModel):
+    """Base of every configuration section: unknown keys are refused, models are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSConfig(Section):
+    ca: Path = Field(description="CA certificate (PEM) that signed the broker's certificate")
+    cert: Path | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    key: Path | None = Field(None, description="client private key (PEM) for mutual TLS")
+    insecure: bool = Field(False, description="skip the broker host name check (testing only)")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TLSConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key must be given together for mutual TLS")
+        return self
+
+
+class MQTTConfig(Section):
+    host: str = Field("localhost", min_length=1, description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = Field(
+        "edge-agent", pattern=ID_PATTERN, description="prefix of the MQTT client ids; one client per camera"
+    )
+    topic_prefix: str = Field("traffic", min_length=1, description="first topic level(s), e.g. city/district")
+    keepalive: int = Field(30, ge=5, le=3600, description="seconds")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    username: str | None = None
+    password_env: str | None = Field(None, description="name of the environment variable holding the password")
+    password_file: Path | None = Field(None, description="file whose first line is the password")
+    tls: TLSConfig | None = None
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if any(c in v for c in "+#\0") or v.startswith("/") or v.endswith("/") or "//" in v:
+            raise ValueError("expected topic levels like 'traffic' or 'city/north' without '+', '#', leading, "
+                             "trailing or double '/'")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password_in_yaml(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("'password' is not allowed in the YAML file; name an environment variable with "
+                             "password_env or a file with password_file")
+        return data
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MQTTConfig:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        return self
+
+    def password(self) -> str | None:
+        """Read the password from its environment variable or file (never from the YAML)."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError("<environment>", [f"mqtt.password_env: environment variable "
+                                                    f"{self.password_env!r} is not set"])
+            return value
+        if self.password_file:
+            return self.password_file.read_text().splitlines()[0] if self.password_file.stat().st_size else ""
+        return None
+
+
+Device = Literal["auto", "cpu", "cuda", "tensorrt", "openvino"]
+
+
+class ModelConfig(Section):
+    path: Path = Field(description="ONNX file exported by Ultralytics (detect, segment or end-to-end head)")
+    input_size: int | tuple[int, int] | None = Field(
+        None, description="network input [height, width] (or one number for a square) for models with a "
+                          "dynamic input; default: the model's metadata, else 640")
+    confidence: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="minimum detection score; low so that the tracker can use weak detections (second stage)")
+    iou: float = Field(0.7, gt=0.0, le=1.0, description="IoU above which NMS suppresses the weaker box")
+    classes: list[str] | None = Field(None, min_length=1, description="class names to keep; default all")
+    names: list[str] | None = Field(None, min_length=1,
+                                    description="class names for a model without Ultralytics metadata")
+    device: Device = "auto"
+    threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads; default: cores")
+
+    @field_validator("input_size")
+    @classmethod
+    def _size(cls, v: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+        sizes = [v] if isinstance(v, int) else list(v or [])
+        for s in sizes:
+            if s < 32 or s % 32:
+                raise ValueError("expected a multiple of 32 between 32 and 4096")
+        return v
+
+
+class LineConfig(Section):
+    """A counting line: the segment p1 -> p2 in image pixels.
+
+    ``in_side`` says which side of the segment is "in", as seen on the image
+    when walking from p1 to p2: ``left`` or ``right``. A track whose anchor
+    moves across the segment onto that side is counted ``in``; the other way
+    is ``out``.
+    """
+
+    id: str = Field(pattern=ID_PATTERN)
+    p1: Point
+    p2: Point
+    in_side: Literal["left", "right"] = "right"
+    anchor: Anchor = Field(Anchor.BOTTOM_CENTER, description="point of the box tested against the line")
+    hysteresis_px: float = Field(
+        3.0, ge=0.0, le=200.0,
+        description="a track must be this far from the line to be on a side (dead band against jitter)")
+
+    @model_validator(mode="after")
+    def _not_degenerate(self) -> LineConfig:
+        if self.p1 == self.p2:
+            raise ValueError(f"p1 and p2 are the same point {list(self.p1)}; a line needs two distinct points")
+        return self
+
+
+class CameraConfig(Section):
+    id: str = Field(pattern=ID_PATTERN)
+    source: str | int = Field(
+        description="video file path, rtsp:// or http(s):// URL, or USB camera index (0, 1, ...)")
+    fps_cap: float | None = Field(None, gt=0, le=240, description="process at most this many frames per second")
+    start_time: datetime | None = Field(
+        None, description="file sources only: wall-clock time of the first frame (ISO 8601 with zone)")
+    realtime: bool = Field(False, description="file sources only: pace reading at the video's frame rate")
+    lines: list[LineConfig] = Field(default_factory=list)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, v: Any) -> Any:
+        if isinstance(v, bool) or (isinstance(v, int) and v < 0):
+            raise ValueError("expected a file path, an rtsp:// or http(s):// URL, or a USB index >= 0")
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("expected a file path, an rtsp:// or http(s):// URL, or a USB index >= 0")
+        return v
+
+    @field_validator("start_time")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("expected a time zone, e.g. 2024-05-01T08:00:00Z or 2024-05-01T10:00:00+02:00")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_lines(self) -> CameraConfig:
+        _check_unique([line.id for line in self.lines], "line id")
+        return self
+
+    @property
+    def is_file(self) -> bool:
+        return isinstance(self.source, str) and "://" not in self.source
+
+    @property
+    def clock_start(self) -> datetime:
+        """Wall-clock time of a file's first frame."""
+        return self.start_time or DEFAULT_FILE_START
+
+
+class StatisticsConfig(Section):
+    interval_s: int = Field(60, ge=1, le=86400, description="length of a statistics interval in seconds")
+    vehicle_classes: list[str] = Field(
+        default_factory=lambda: ["car", "motorcycle", "bus", "truck"],
+        description="classes that count towards flow in vehicles per hour")
+
+    @field_validator("interval_s")
+    @classmethod
+    def _divides_day(cls, v: int) -> int:
+        if 86400 % v:
+            raise ValueError("expected a divisor of 86400 (e.g. 10, 60, 300, 900, 3600) so that intervals "
+                             "align with the clock")
+        return v
+
+
+class TrackerSection(Section):
+    """Tracker thresholds; defaults suit 5-30 fps traffic video."""
+
+    high_threshold: float = Field(0.5, ge=0, le=1, description="detections at or above start the first stage")
+    low_threshold: float = Field(0.1, ge=0, le=1, description="detections below are ignored")
+    new_track_threshold: float = Field(0.6, ge=0, le=1, description="minimum score to start a track")
+    match_iou: float = Field(0.2, gt=0, le=1, description="minimum IoU to match in the first stage")
+    low_match_iou: float = Field(0.5, gt=0, le=1, description="minimum IoU to match in the second stage")
+    min_hits: int = Field(3, ge=1, le=100, description="matches before a track is confirmed")
+    max_age_s: float = Field(1.0, gt=0, le=60, description="seconds without a match before a track dies")
+
+
+class AgentConfig(Section):
+    mqtt: MQTTConfig = Field(default_factory=MQTTConfig)  # type: ignore[arg-type]
+    model: ModelConfig
+    statistics: StatisticsConfig = Field(default_factory=StatisticsConfig)  # type: ignore[arg-type]
+    tracker: TrackerSection = Field(default_factory=TrackerSection)  # type: ignore[arg-type]
+    cameras: list[CameraConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> AgentConfig:
+        _check_unique([c.id for c in self.cameras], "camera id")
+        return self
+
+
+def _check_unique(ids: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"{what} {i!r} is used twice; ids must be unique")
+        seen.add(i)
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last)."""
+
+
+def _mapping_no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_no_duplicates)
+
+
+def format_loc(loc: Sequence[int | str]) -> str:
+    """('cameras', 0, 'lines', 1, 'p2') -> 'cameras[0].lines[1].p2'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            child = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node, line = child, child.start_mark.line + 1
+    return line
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The pydantic model class that holds the field at ``loc`` (for listing allowed keys)."""
+    tp: Any = AgentConfig
+    for part in loc:
+        if isinstance(part, int):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            tp = args[0] if get_origin(tp) in (list, tuple) and args else tp
+            continue
+        while get_origin(tp) is not None and not isinstance(tp, type):
+            args = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not args:
+                return None
+            tp = args[0]
+        if not (isinstance(tp, type) and issubclass(tp, BaseModel)) or part not in tp.model_fields:
+            return None
+        tp = tp.model_fields[part].annotation
+    while get_origin(tp) is not None:
+        args = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not args:
+            return None
+        tp = args[0]
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p.startswith(("function-", "tuple[")))]
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        allowed = ", ".join(model.model_fields) if model else "?"
+        return f"{format_loc(loc)}: unknown key; allowed keys here: {allowed}"
+    if err["type"] == "missing":
+        return f"{format_loc(loc)}: required field is missing"
+    got = err.get("input")
+    return f"{format_loc(loc) or '(top level)'}: {msg}, got {got!r}"
+
+
+def _resolve_paths(cfg: AgentConfig, base: Path) -> AgentConfig:
+    """Anchor relative paths at the YAML file's directory."""
+
+    def rel(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    mqtt = cfg.mqtt
+    if mqtt.tls is not None:
+        tls = mqtt.tls.model_copy(update={k: rel(getattr(mqtt.tls, k)) or getattr(mqtt.tls, k)
+                                          for k in ("ca", "cert", "key")})
+        mqtt = mqtt.model_copy(update={"tls": tls})
+    if mqtt.password_file is not None:
+        mqtt = mqtt.model_copy(update={"password_file": rel(mqtt.password_file) or mqtt.password_file})
+    model = cfg.model.model_copy(update={"path": rel(cfg.model.path) or cfg.model.path})
+    cams = [c.model_copy(update={"source": str(base / c.source)}) if c.is_file and isinstance(c.source, str)
+            and not Path(c.source).is_absolute() else c for c in cfg.cameras]
+    return cfg.model_copy(update={"mqtt": mqtt, "model": model, "cameras": cams})
+
+
+def _check_files(cfg: AgentConfig, raw_root: yaml.Node | None) -> list[str]:
+    """Files named in the configuration must exist when the agent starts."""
+    problems: list[tuple[tuple[int | str, ...], str]] = []
+    if not cfg.model.path.is_file():
+        problems.append((("model", "path"), f"model file not found: {cfg.model.path}"))
+    for i, cam in enumerate(cfg.cameras):
+        if cam.is_file and not Path(str(cam.source)).is_file():
+            problems.append((("cameras", i, "source"), f"video file not found: {cam.source}"))
+        if not cam.is_file and (cam.start_time is not None or cam.realtime):
+            key = "start_time" if cam.start_time is not None else "realtime"
+            problems.append((("cameras", i, key), "only file sources take start_time and realtime; a live "
+                                                  "source uses the wall clock"))
+    tls = cfg.mqtt.tls
+    if tls is not None:
+        for key in ("ca", "cert", "key"):
+            p = getattr(tls, key)
+            if p is not None and not p.is_file():
+                problems.append((("mqtt", "tls", key), f"file not found: {p}"))
+    if cfg.mqtt.password_file is not None and not cfg.mqtt.password_file.is_file():
+        problems.append((("mqtt", "password_file"), f"file not found: {cfg.mqtt.password_file}"))
+    return [f"line {_line_of(raw_root, loc)}: {format_loc(loc)}: {msg}" for loc, msg in problems]
+
+
+def parse_config(text: str, path: Path | str = "<string>", check_files: bool = True) -> AgentConfig:
+    """Parse and validate YAML text; raise :class:`ConfigError` naming every problem."""
+    path = Path(path)
+    if "\t" in text:
+        line = text[: text.index("\t")].count("\n") + 1
+        raise ConfigError(path, [f"line {line}: a tab character; YAML indents with spaces only"])
+    try:
+        root = yaml.compose(text, Loader=_StrictLoader)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, [f"{where}not valid YAML: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, [f"expected a mapping with keys mqtt, model, statistics, tracker, cameras; "
+                                 f"got {type(data).__name__}"])
+    try:
+        cfg = AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, [f"line {_line_of(root, e['loc'])}: {_describe(dict(e))}"
+                                 for e in exc.errors()]) from None
+    cfg = _resolve_paths(cfg, path.parent if path.name != "<string>" else Path.cwd())
+    if check_files:
+        problems = _check_files(cfg, root)
+        if problems:
+            raise ConfigError(path, problems)
+    return cfg
+
+
+def load_config(path: Path | str, check_files: bool = True) -> AgentConfig:
+    """Read and validate a YAML configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [f"not UTF-8 text (byte {exc.start})"]) from None
+    return parse_config(text, path, check_files=check_files)
+
+
+def class_names_problem(cfg: AgentConfig, names: Sequence[str]) -> list[str]:
+    """Names in ``model.classes`` that the model does not know, one message each."""
+    known = set(names)
+    problems = []
+    for i, name in enumerate(cfg.model.classes or []):
+        if name not in known:
+            close = [n for n in names if re.sub(r"\W", "", n.lower()) == re.sub(r"\W", "", name.lower())]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"model.classes[{i}]: {name!r} is not a class of the model{hint}; "
+                            f"known classes: {', '.join(names)}")
+    return problems

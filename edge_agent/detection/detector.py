@@ -1,0 +1,257 @@
+"""YOLO detection with ONNX Runtime: letterbox, inference, decode, NMS, boxes in frame pixels.
+
+The only module that imports onnxruntime. Pre- and post-processing follow
+Ultralytics' predictor for a fixed-shape ONNX model (centred letterbox padded
+with grey 114, linear resize, class-aware NMS), so the same file gives the
+same boxes here as in Ultralytics; tests check that against fixtures that
+Ultralytics itself produced.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from edge_agent.detection.layouts import Layout, OutputSpec, UnsupportedModelError, decode, identify
+from edge_agent.types import Detections
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    "openvino": ["OpenVINOExecutionProvider", "CPUExecutionProvider"],
+}
+AUTO_ORDER = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "OpenVINOExecutionProvider",
+              "CPUExecutionProvider"]
+PAD_VALUE = 114
+MAX_NMS = 30000
+MAX_DET = 300
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was fitted into the network input: ``input = frame * gain + (pad_x, pad_y)``."""
+
+    gain: float
+    pad_x: int
+    pad_y: int
+
+
+def letterbox(image: npt.NDArray[np.uint8], size: tuple[int, int]) -> tuple[npt.NDArray[np.uint8], Letterbox]:
+    """Resize keeping aspect ratio and pad to ``size`` = (height, width), centred."""
+    h, w = image.shape[:2]
+    th, tw = size
+    gain = min(th / h, tw / w)
+    nw, nh = round(w * gain), round(h * gain)
+    if (nw, nh) != (w, h):
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    dw, dh = (tw - nw) / 2, (th - nh) / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                                value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
+    return padded, Letterbox(gain, left, top)
+
+
+def nms(xyxy: npt.NDArray[np.float32], score: npt.NDArray[np.float32], class_id: npt.NDArray[np.int64],
+        iou: float) -> npt.NDArray[np.int64]:
+    """Class-aware non-maximum suppression; indices of kept boxes, best first."""
+    if len(xyxy) == 0:
+        return np.zeros(0, np.int64)
+    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+    kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), score.tolist(), class_id.tolist(), 0.0, iou)
+    kept = np.asarray(kept, np.int64).reshape(-1)
+    return kept[np.argsort(-score[kept], kind="stable")]
+
+
+def _metadata(session: ort.InferenceSession) -> dict[str, str]:
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except Exception:  # noqa: BLE001 - metadata is optional
+        return {}
+
+
+def _parse_names(raw: str) -> list[str] | None:
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, dict):
+        return [str(value[k]) for k in sorted(value)]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return None
+
+
+def choose_providers(device: str) -> list[str]:
+    """Execution providers for ``device``, keeping only those this onnxruntime build has.
+
+    A missing accelerator is logged and CPU is used instead.
+    """
+    available = ort.get_available_providers()
+    wanted = [p for p in AUTO_ORDER if p in available] if device == "auto" else PROVIDERS[device]
+    chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+    if device != "auto" and chosen[0] != wanted[0]:
+        log.warning("model.device=%s asks for %s, which this onnxruntime build lacks (available: %s); "
+                    "falling back to %s", device, wanted[0], ", ".join(available), chosen[0])
+    return chosen
+
+
+class Detector:
+    """A YOLO ONNX model, called on BGR frames.
+
+    Args:
+        model_path: ONNX file.
+        confidence: keep boxes scoring above this.
+        iou: NMS IoU threshold.
+        classes: class names to keep (None: all).
+        names: class names for a model without Ultralytics metadata.
+        input_size: (height, width) for a model with dynamic input.
+        device: ``auto``, ``cpu``, ``cuda``, ``tensorrt`` or ``openvino``.
+        threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UnsupportedModelError: the file is not an ONNX YOLO model of a known layout.
+        ValueError: a class name in ``classes`` is unknown to the model.
+    """
+
+    def __init__(self, model_path: str | os.PathLike[str], confidence: float = 0.25, iou: float = 0.7,
+                 classes: Sequence[str] | None = None, names: Sequence[str] | None = None,
+                 input_size: int | tuple[int, int] | None = None, device: str = "auto",
+                 threads: int | None = None):
+        if not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"confidence must be in [0, 1], got {confidence}")
+        if not 0.0 < iou <= 1.0:
+            raise ValueError(f"iou must be in (0, 1], got {iou}")
+        if device not in PROVIDERS and device != "auto":
+            raise ValueError(f"device must be one of auto, {', '.join(PROVIDERS)}; got {device!r}")
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"model file not found: {self.path}")
+        self.confidence = confidence
+        self.iou = iou
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
+                                                providers=choose_providers(device))
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise UnsupportedModelError(f"{self.path}: not a loadable ONNX model ({exc})") from None
+        self.providers = self.session.get_providers()
+        self.metadata = _metadata(self.session)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            found = ", ".join(f"{i.name}{list(i.shape)}" for i in inputs)
+            raise UnsupportedModelError(f"{self.path}: expected one image input [1, 3, H, W], found {found}")
+        self.input_name = inputs[0].name
+        self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        self.input_size = self._input_size(inputs[0].shape, input_size)
+        meta_names = _parse_names(self.metadata.get("names", ""))
+        self.names: list[str] = list(names) if names else (meta_names or [])
+        self.task = self.metadata.get("task", "detect")
+        end2end = self.metadata.get("end2end", "").lower() == "true" or self.metadata.get("nms", "") == "True"
+        shapes = [o.shape for o in self.session.run(None, {self.input_name: self._blank()})]
+        self.spec: OutputSpec = identify(shapes, len(self.names) if self.names else None, end2end)
+        if not self.names:
+            self.names = [f"class{i}" for i in range(self.spec.num_classes)]
+        if self.spec.layout is Layout.END2END and self.spec.num_classes == 0:
+            self.spec = OutputSpec(Layout.END2END, len(self.names))
+        self.keep: npt.NDArray[np.bool_] | None = None
+        if classes:
+            self.set_classes(classes)
+        self.last_inference_ms = 0.0
+
+    def set_classes(self, classes: Sequence[str] | None) -> None:
+        """Keep only these class names (None: all).
+
+        Raises:
+            ValueError: a name is not a class of the model.
+        """
+        if not classes:
+            self.keep = None
+            return
+        unknown = [c for c in classes if c not in self.names]
+        if unknown:
+            raise ValueError(f"classes {unknown} are not classes of {self.path.name}; known: {', '.join(self.names)}")
+        self.keep = np.isin(np.asarray(self.names), list(classes))
+
+    def _input_size(self, shape: Sequence[Any], wanted: int | tuple[int, int] | None) -> tuple[int, int]:
+        h, w = shape[2], shape[3]
+        if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+            fixed = (h, w)
+            if wanted is not None and (wanted if isinstance(wanted, tuple) else (wanted, wanted)) != fixed:
+                log.warning("%s has a fixed input %s; model.input_size=%s ignored", self.path.name, fixed, wanted)
+            return fixed
+        if wanted is not None:
+            return wanted if isinstance(wanted, tuple) else (wanted, wanted)
+        imgsz = _parse_names(self.metadata.get("imgsz", ""))
+        if imgsz and len(imgsz) == 2:
+            return int(imgsz[0]), int(imgsz[1])
+        return 640, 640
+
+    def _blank(self) -> npt.NDArray[np.floating]:
+        return np.zeros((1, 3, *self.input_size), self.input_dtype)
+
+    def preprocess(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.floating], Letterbox]:
+        """BGR frame -> (1, 3, H, W) RGB tensor in [0, 1] and the letterbox used."""
+        padded, lb = letterbox(image, self.input_size)
+        blob = cv2.dnn.blobFromImage(padded, scalefactor=1 / 255.0, swapRB=True)
+        return blob.astype(self.input_dtype, copy=False), lb
+
+    def postprocess(self, output: npt.NDArray[np.floating], lb: Letterbox,
+                    frame_shape: tuple[int, ...]) -> Detections:
+        """First model output -> detections in frame pixels."""
+        cand = decode(self.spec, output, self.confidence, self.keep)
+        if len(cand.score) > MAX_NMS:
+            top = np.argsort(-cand.score)[:MAX_NMS]
+            cand = type(cand)(cand.xyxy[top], cand.score[top], cand.class_id[top])
+        if self.spec.layout is Layout.END2END:
+            order = np.argsort(-cand.score, kind="stable")[:MAX_DET]
+        else:
+            order = nms(cand.xyxy, cand.score, cand.class_id, self.iou)[:MAX_DET]
+        xyxy = cand.xyxy[order].copy()
+        xyxy[:, [0, 2]] -= lb.pad_x
+        xyxy[:, [1, 3]] -= lb.pad_y
+        xyxy /= lb.gain
+        h, w = frame_shape[:2]
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
+        return Detections(xyxy.astype(np.float32), cand.score[order], cand.class_id[order])
+
+    def infer(self, tensor: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+        """Run the network on a preprocessed tensor; return its first output."""
+        t0 = time.perf_counter()
+        out = self.session.run(None, {self.input_name: tensor})[0]
+        self.last_inference_ms = (time.perf_counter() - t0) * 1000
+        return out  # type: ignore[no-any-return]
+
+    def __call__(self, image: npt.NDArray[np.uint8]) -> Detections:
+        """Detect objects in one BGR frame."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
+            raise ValueError(f"expected a (h, w, 3) BGR image, got shape {image.shape}")
+        tensor, lb = self.preprocess(image)
+        return self.postprocess(self.infer(tensor), lb, image.shape)
+
+    def describe(self) -> str:
+        return (f"{self.path.name}: {self.spec.layout.value} layout, {len(self.names)} classes, input "
+                f"{self.input_size[0]}x{self.input_size[1]} {np.dtype(self.input_dtype).name}, "
+                f"providers {', '.join(self.providers)}")
+
+
+__all__ = ["Detector", "Letterbox", "UnsupportedModelError", "letterbox", "nms", "choose_providers"]

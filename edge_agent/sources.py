@@ -1,0 +1,235 @@
+"""Camera or file -> Frame, with timestamps, an fps cap and reconnects.
+
+File sources are read frame by frame; a frame's time is the configured start
+time plus its index divided by the container's frame rate, so a replay gives
+the same timestamps every run. Live sources (RTSP, HTTP, USB) are read by a
+background thread that keeps only the newest frame: the pipeline never works
+through a backlog, and every frame overwritten before it was taken is counted
+as dropped. A live source that fails to open or stops delivering is reopened
+with exponential backoff and jitter while the other cameras go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.config import CameraConfig
+from edge_agent.types import Frame
+
+log = logging.getLogger(__name__)
+DEFAULT_FPS = 25.0
+
+
+def redact(source: str | int) -> str:
+    """The source with any ``user:password@`` removed, for logs."""
+    return re.sub(r"//[^/@]*@", "//***@", str(source))
+
+
+class SourceError(RuntimeError):
+    """A video source cannot be opened or read."""
+
+
+@dataclass
+class SourceCounters:
+    read: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+
+
+class _FpsCap:
+    """Keeps frames at most ``fps`` per second of source time."""
+
+    def __init__(self, fps: float | None):
+        self.period = 1.0 / fps if fps else 0.0
+        self.next_due: float | None = None
+
+    def keep(self, ts: float) -> bool:
+        if not self.period:
+            return True
+        if self.next_due is not None and ts < self.next_due - 1e-6:
+            return False
+        # schedule from the ideal grid so that, e.g., 25 fps capped to 10 keeps 10/s, not 8.33/s
+        self.next_due = ts + self.period if self.next_due is None else max(self.next_due + self.period, ts)
+        return True
+
+
+class VideoSource:
+    """Frames of one camera.
+
+    Args:
+        cam: camera configuration.
+        stop: set to end :meth:`frames` early.
+        retry_min_s, retry_max_s: bounds of the reconnect backoff (live sources).
+        stall_s: a live source that delivers no frame for this long is reopened.
+    """
+
+    def __init__(self, cam: CameraConfig, stop: threading.Event, retry_min_s: float = 1.0,
+                 retry_max_s: float = 30.0, stall_s: float = 10.0):
+        self.cam = cam
+        self.stop = stop
+        self.retry_min_s, self.retry_max_s, self.stall_s = retry_min_s, retry_max_s, stall_s
+        self.counters = SourceCounters()
+        self.fps = DEFAULT_FPS
+        self.last_ts: float | None = None
+
+    # -------------------------------------------------------------- files
+    def _open_file(self) -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(str(self.cam.source))
+        if not cap.isOpened():
+            raise SourceError(f"camera {self.cam.id}: cannot open video file {self.cam.source}")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        if not fps or not np.isfinite(fps) or fps <= 0 or fps > 1000:
+            log.warning("camera %s: %s declares no frame rate; assuming %.0f fps", self.cam.id, self.cam.source,
+                        DEFAULT_FPS)
+            fps = DEFAULT_FPS
+        self.fps = float(fps)
+        return cap
+
+    def _file_frames(self) -> Iterator[tuple[Frame, int]]:
+        cap = self._open_file()
+        t0 = self.cam.clock_start.timestamp()
+        cap_fps = _FpsCap(self.cam.fps_cap)
+        wall0 = time.monotonic()
+        dropped = 0
+        idx = -1
+        try:
+            while not self.stop.is_set():
+                ok, image = cap.read()
+                if not ok:
+                    break
+                idx += 1
+                self.counters.read += 1
+                rel = idx / self.fps
+                ts = t0 + rel
+                if self.cam.realtime:
+                    delay = wall0 + rel - time.monotonic()
+                    if delay > 0 and self.stop.wait(delay):
+                        break
+                if not cap_fps.keep(rel) or not _valid(image):
+                    dropped += 1
+                    self.counters.dropped += 1
+                    continue
+                self.last_ts = ts
+                yield Frame(self.cam.id, idx, ts, image), dropped
+                dropped = 0
+        finally:
+            cap.release()
+
+    # -------------------------------------------------------------- live
+    def _live_frames(self) -> Iterator[tuple[Frame, int]]:
+        reader = _LatestFrameReader(self)
+        reader.start()
+        cap_fps = _FpsCap(self.cam.fps_cap)
+        dropped = 0
+        try:
+            while not self.stop.is_set():
+                got = reader.take(timeout=0.5)
+                if got is None:
+                    continue
+                seq, ts, image, overwritten = got
+                dropped += overwritten
+                self.counters.dropped += overwritten
+                if not cap_fps.keep(ts):
+                    dropped += 1
+                    self.counters.dropped += 1
+                    continue
+                self.last_ts = ts
+                yield Frame(self.cam.id, seq, ts, image), dropped
+                dropped = 0
+        finally:
+            reader.stop_event.set()
+            reader.join(timeout=5)
+
+    def frames(self) -> Iterator[tuple[Frame, int]]:
+        """Yield ``(frame, frames dropped since the previous yielded frame)`` until the source ends or stop."""
+        return self._file_frames() if self.cam.is_file else self._live_frames()
+
+    @property
+    def is_live(self) -> bool:
+        return not self.cam.is_file
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before reconnect ``attempt`` (1-based): doubling, capped, with ±25 % jitter."""
+        base = min(self.retry_max_s, self.retry_min_s * 2 ** (attempt - 1))
+        return float(base * random.uniform(0.75, 1.25))
+
+
+def _valid(image: npt.NDArray[np.uint8] | None) -> bool:
+    return image is not None and image.ndim == 3 and image.shape[2] == 3 and image.size > 0
+
+
+class _LatestFrameReader(threading.Thread):
+    """Reads a live source as fast as it delivers, keeping only the newest frame."""
+
+    def __init__(self, src: VideoSource):
+        super().__init__(name=f"capture-{src.cam.id}", daemon=True)
+        self.src = src
+        self.stop_event = threading.Event()
+        self.cond = threading.Condition()
+        self.latest: tuple[int, float, npt.NDArray[np.uint8]] | None = None
+        self.overwritten = 0
+        self.seq = -1
+
+    def _stopped(self) -> bool:
+        return self.stop_event.is_set() or self.src.stop.is_set()
+
+    def run(self) -> None:
+        cam = self.src.cam
+        attempt = 0
+        while not self._stopped():
+            cap = cv2.VideoCapture(cam.source if isinstance(cam.source, int) else str(cam.source))
+            if not cap.isOpened():
+                attempt += 1
+                wait = self.src.backoff(attempt)
+                log.warning("camera %s: cannot open %s; retry %d in %.1f s", cam.id, redact(cam.source), attempt,
+                            wait)
+                if self.stop_event.wait(wait):
+                    break
+                continue
+            if attempt:
+                self.src.counters.reconnects += 1
+                log.info("camera %s: %s open after %d attempt(s)", cam.id, redact(cam.source), attempt)
+            attempt = 0
+            last_frame = time.monotonic()
+            while not self._stopped():
+                ok, image = cap.read()
+                now = time.time()
+                if not ok or not _valid(image):
+                    if time.monotonic() - last_frame > self.src.stall_s or not ok:
+                        log.warning("camera %s: stream stopped delivering frames; reconnecting", cam.id)
+                        break
+                    continue
+                last_frame = time.monotonic()
+                self.seq += 1
+                self.src.counters.read += 1
+                with self.cond:
+                    if self.latest is not None:
+                        self.overwritten += 1
+                    self.latest = (self.seq, now, image)
+                    self.cond.notify()
+            cap.release()
+            if not self._stopped():
+                attempt += 1
+                if self.stop_event.wait(self.src.backoff(attempt)):
+                    break
+
+    def take(self, timeout: float) -> tuple[int, float, npt.NDArray[np.uint8], int] | None:
+        with self.cond:
+            if self.latest is None:
+                self.cond.wait(timeout)
+            if self.latest is None:
+                return None
+            seq, ts, image = self.latest
+            overwritten, self.overwritten = self.overwritten, 0
+            self.latest = None
+            return seq, ts, image, overwritten
