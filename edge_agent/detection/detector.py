@@ -43,9 +43,13 @@ MAX_DET = 300
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How a frame was fitted into the network input: ``input = frame * gain + (pad_x, pad_y)``."""
+    """How a frame was fitted into the network input: ``x_in = x * gain_x + pad_x`` (same for y).
 
-    gain: float
+    The two gains differ slightly because the resized size is rounded to whole pixels.
+    """
+
+    gain_x: float
+    gain_y: float
     pad_x: int
     pad_y: int
 
@@ -55,7 +59,7 @@ def letterbox(image: npt.NDArray[np.uint8], size: tuple[int, int]) -> tuple[npt.
     h, w = image.shape[:2]
     th, tw = size
     gain = min(th / h, tw / w)
-    nw, nh = round(w * gain), round(h * gain)
+    nw, nh = max(round(w * gain), 1), max(round(h * gain), 1)
     if (nw, nh) != (w, h):
         image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     dw, dh = (tw - nw) / 2, (th - nh) / 2
@@ -63,7 +67,7 @@ def letterbox(image: npt.NDArray[np.uint8], size: tuple[int, int]) -> tuple[npt.
     left, right = round(dw - 0.1), round(dw + 0.1)
     padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
                                 value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
-    return padded, Letterbox(gain, left, top)
+    return padded, Letterbox(nw / w, nh / h, left, top)
 
 
 def nms(xyxy: npt.NDArray[np.float32], score: npt.NDArray[np.float32], class_id: npt.NDArray[np.int64],
@@ -211,7 +215,9 @@ class Detector:
     def preprocess(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.floating], Letterbox]:
         """BGR frame -> (1, 3, H, W) RGB tensor in [0, 1] and the letterbox used."""
         padded, lb = letterbox(image, self.input_size)
-        blob = cv2.dnn.blobFromImage(padded, scalefactor=1 / 255.0, swapRB=True)
+        chw = padded[:, :, ::-1].transpose(2, 0, 1)[None]
+        # divide (not multiply by 1/255): bit-identical to Ultralytics' preprocessing
+        blob = np.divide(chw, np.float32(255), dtype=np.float32)
         return blob.astype(self.input_dtype, copy=False), lb
 
     def postprocess(self, output: npt.NDArray[np.floating], lb: Letterbox,
@@ -226,9 +232,8 @@ class Detector:
         else:
             order = nms(cand.xyxy, cand.score, cand.class_id, self.iou)[:MAX_DET]
         xyxy = cand.xyxy[order].copy()
-        xyxy[:, [0, 2]] -= lb.pad_x
-        xyxy[:, [1, 3]] -= lb.pad_y
-        xyxy /= lb.gain
+        xyxy[:, [0, 2]] = (xyxy[:, [0, 2]] - lb.pad_x) / lb.gain_x
+        xyxy[:, [1, 3]] = (xyxy[:, [1, 3]] - lb.pad_y) / lb.gain_y
         h, w = frame_shape[:2]
         xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
