@@ -1,0 +1,181 @@
+"""Tracker: the batched Kalman filter equals filterpy's; lifecycle; a real video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from filterpy.common import Q_discrete_white_noise
+from filterpy.kalman import predict as fp_predict
+from filterpy.kalman import update as fp_update
+
+from edge_agent.tracking import KalmanBoxModel, Tracker, TrackerConfig, iou_matrix
+from edge_agent.tracking.kalman import H, xyxy_to_z, z_to_xyxy
+from edge_agent.types import Detections
+
+
+def dets(boxes: list[list[float]], conf: float | list[float] = 0.9, cls: int = 0) -> Detections:
+    n = len(boxes)
+    c = conf if isinstance(conf, list) else [conf] * n
+    return Detections.from_arrays(np.array(boxes, np.float32).reshape(n, 4), c, [cls] * n)
+
+
+def test_batched_kalman_equals_filterpy_functional_predict_update() -> None:
+    rng = np.random.default_rng(0)
+    kf = KalmanBoxModel()
+    z0 = np.column_stack([rng.uniform(0, 700, 5), rng.uniform(0, 500, 5), rng.uniform(10, 80, 5),
+                          rng.uniform(20, 160, 5)])
+    mean, cov = kf.initiate(z0)
+    mean[:, 4:] = rng.normal(0, 20, (5, 4))
+    for dt in (0.1, 0.3, 0.04):
+        ours_m, ours_c = kf.predict(mean, cov, dt)
+        z = ours_m[:, :4] + rng.normal(0, 3, (5, 4))
+        ours_m2, ours_c2 = kf.update(ours_m, ours_c, z)
+        r = kf.measurement_noise(z)
+        for i in range(5):
+            f = np.eye(8)
+            f[:4, 4:] = np.eye(4) * dt
+            s = kf.accel_std * np.tile(np.maximum(mean[i, 2:4], 1.0), 4)
+            q = Q_discrete_white_noise(dim=2, dt=dt, var=1.0, block_size=4, order_by_dim=False) * np.outer(s, s)
+            m, c = fp_predict(mean[i], cov[i], f, q)
+            np.testing.assert_allclose(ours_m[i], m, rtol=1e-9)
+            np.testing.assert_allclose(ours_c[i], c, rtol=1e-9)
+            m2, c2 = fp_update(m, c, z[i], r[i], H)
+            np.testing.assert_allclose(ours_m2[i], m2, rtol=1e-7, atol=1e-9)
+            np.testing.assert_allclose(ours_c2[i], c2, rtol=1e-7, atol=1e-9)
+        mean, cov = ours_m2, ours_c2
+
+
+def test_box_conversions_round_trip() -> None:
+    b = np.array([[10.0, 20.0, 50.0, 120.0]])
+    assert xyxy_to_z(b).tolist() == [[30.0, 70.0, 40.0, 100.0]]
+    np.testing.assert_allclose(z_to_xyxy(xyxy_to_z(b)), b)
+    assert iou_matrix(b, np.array([[30.0, 20.0, 70.0, 120.0]])).tolist() == [[1 / 3]]
+
+
+def walker(t: float, x0: float = 100.0, v: float = 50.0) -> list[float]:
+    x = x0 + v * t
+    return [x, 200.0, x + 30.0, 280.0]
+
+
+def test_birth_after_min_hits_then_stable_id() -> None:
+    trk = Tracker(TrackerConfig(min_hits=3))
+    reported = [trk.update(dets([walker(i / 10)]), i / 10) for i in range(10)]
+    assert [len(r) for r in reported[:2]] == [0, 0]
+    assert all(r.track_id.tolist() == [1] for r in reported[2:])
+    assert reported[-1].det_index.tolist() == [0]
+    assert reported[-1].velocity[0, 0] == pytest.approx(50.0, rel=0.15)
+
+
+def test_min_hits_one_confirms_immediately() -> None:
+    trk = Tracker(TrackerConfig(min_hits=1))
+    assert trk.update(dets([walker(0)]), 0.0).track_id.tolist() == [1]
+
+
+def test_coasts_through_a_short_miss_and_keeps_its_id() -> None:
+    trk = Tracker(TrackerConfig(max_age_s=1.0))
+    for i in range(10):
+        trk.update(dets([walker(i / 10)]), i / 10)
+    for i in range(10, 15):  # 0.5 s occlusion
+        out = trk.update(Detections.empty(), i / 10)
+        assert out.track_id.tolist() == [1] and out.det_index.tolist() == [-1]
+    out = trk.update(dets([walker(1.5)]), 1.5)
+    assert out.track_id.tolist() == [1] and out.det_index.tolist() == [0]
+
+
+def test_dies_after_max_age_and_ids_are_never_reused() -> None:
+    trk = Tracker(TrackerConfig(max_age_s=0.5, min_hits=1))
+    trk.update(dets([walker(0)]), 0.0)
+    assert len(trk.update(Detections.empty(), 0.5)) == 1
+    assert len(trk.update(Detections.empty(), 0.6)) == 0 and len(trk) == 0
+    assert trk.update(dets([walker(0)]), 0.7).track_id.tolist() == [2]
+
+
+def test_low_score_detection_keeps_a_track_alive_but_cannot_start_one() -> None:
+    trk = Tracker(TrackerConfig(max_age_s=0.15))
+    for i in range(5):
+        trk.update(dets([walker(i / 10)]), i / 10)
+    for i in range(5, 12):  # occluded: only weak detections for 0.7 s, longer than max_age
+        out = trk.update(dets([walker(i / 10)], conf=0.3), i / 10)
+        assert out.track_id.tolist() == [1] and out.det_index.tolist() == [0]
+    fresh = Tracker()
+    for i in range(5):
+        assert len(fresh.update(dets([walker(i / 10)], conf=0.3), i / 10)) == 0
+    assert len(fresh) == 0
+
+
+def test_skipped_frames_use_real_time() -> None:
+    trk = Tracker()
+    for i in range(6):
+        trk.update(dets([walker(i / 10, v=100.0)]), i / 10)
+    # then every 4th frame only: the box moves 40 px (more than its width) between updates,
+    # so only a prediction over the real 0.4 s can match it
+    for i in range(8, 40, 4):
+        out = trk.update(dets([walker(i / 10, v=100.0)]), i / 10)
+        assert out.track_id.tolist() == [1] and out.det_index.tolist() == [0]
+
+
+def test_two_crossing_walkers_keep_their_ids() -> None:
+    trk = Tracker()
+    ids_a, ids_b = set(), set()
+    for i in range(40):
+        t = i / 10
+        a, b = walker(t, x0=100, v=60), walker(t, x0=340, v=-60)
+        out = trk.update(dets([a, b]), t)
+        for tid, d in zip(out.track_id.tolist(), out.det_index.tolist()):
+            if d == 0:
+                ids_a.add(tid)
+            elif d == 1:
+                ids_b.add(tid)
+    assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
+
+
+def test_timestamps_must_not_go_back() -> None:
+    trk = Tracker()
+    trk.update(Detections.empty(), 5.0)
+    with pytest.raises(ValueError, match="backwards"):
+        trk.update(Detections.empty(), 4.0)
+
+
+def test_config_validation_names_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"match_iou must be in \(0, 1\], got 0"):
+        TrackerConfig(match_iou=0)
+    with pytest.raises(ValueError, match="low_threshold"):
+        TrackerConfig(low_threshold=0.7, high_threshold=0.5)
+
+
+def test_memory_is_bounded_under_churn() -> None:
+    rng = np.random.default_rng(1)
+    trk = Tracker(TrackerConfig(max_age_s=0.3))
+    for i in range(3000):
+        boxes = rng.uniform(0, 600, (8, 2))
+        b = np.hstack([boxes, boxes + rng.uniform(10, 50, (8, 2))])
+        trk.update(Detections.from_arrays(b, rng.uniform(0.1, 1, 8), np.zeros(8)), i / 10)
+        assert len(trk) < 40
+
+
+def test_people_on_real_video_get_stable_tracks(coco_model: Path, vtest_video: Path) -> None:
+    import cv2
+
+    from edge_agent.detection import Detector
+
+    det = Detector(coco_model, confidence=0.1, classes=["person"])
+    trk = Tracker()
+    cap = cv2.VideoCapture(str(vtest_video))
+    centres: dict[int, list[tuple[int, float, float]]] = {}
+    for i in range(60):
+        ok, img = cap.read()
+        assert ok
+        out = trk.update(det(img), i / 10)
+        for tid, box, d in zip(out.track_id.tolist(), out.xyxy, out.det_index.tolist()):
+            if d >= 0:
+                centres.setdefault(tid, []).append((i, float(box[0] + box[2]) / 2, float(box[1])))
+    # Measured here: 8 people tracked over these 6 s, the first one for 58 of 60 frames.
+    assert 5 <= len(centres) <= 10
+    assert max(len(c) for c in centres.values()) >= 50
+    # an id that jumped to another person would show as a jump of the head (top-centre; the feet hide
+    # behind the lamp post and the tripod): walkers move < 15 px per frame here
+    for tid, path in centres.items():
+        for (f0, x0, y0), (f1, x1, y1) in zip(path, path[1:]):
+            assert np.hypot(x1 - x0, y1 - y0) < 15 * (f1 - f0) + 10, f"track {tid} jumps at frame {f1}"
