@@ -52,7 +52,7 @@ class IntervalAggregator:
         self._started_at: float | None = None
 
     def _bin_start(self, ts: float) -> float:
-        return math.floor(ts / self.interval_s) * self.interval_s
+        return float(math.floor(ts / self.interval_s) * self.interval_s)
 
     def _close(self, partial_end: float | None = None) -> IntervalRecord:
         b = self._bin

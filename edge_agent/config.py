@@ -396,9 +396,36 @@ def _check_files(cfg: AgentConfig, raw_root: yaml.Node | None) -> list[str]:
     return [f"line {_line_of(raw_root, loc)}: {format_loc(loc)}: {msg}" for loc, msg in problems]
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, path: Path | str = "<string>") -> str:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` with environment variables.
+
+    Lets one file serve several boxes (broker address, camera URLs) without
+    editing it. An unset variable without a default is an error naming its line.
+    """
+    problems = []
+
+    def sub(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1), m.group(2))
+        if value is None:
+            line = text[: m.start()].count("\n") + 1
+            problems.append(f"line {line}: environment variable {m.group(1)!r} is not set and has no default "
+                            f"(write ${{{m.group(1)}:-value}} to give one)")
+            return ""
+        return value
+
+    out = _ENV_REF.sub(sub, text)
+    if problems:
+        raise ConfigError(path, problems)
+    return out
+
+
 def parse_config(text: str, path: Path | str = "<string>", check_files: bool = True) -> AgentConfig:
     """Parse and validate YAML text; raise :class:`ConfigError` naming every problem."""
     path = Path(path)
+    text = expand_env(text, path)
     if "\t" in text:
         line = text[: text.index("\t")].count("\n") + 1
         raise ConfigError(path, [f"line {line}: a tab character; YAML indents with spaces only"])

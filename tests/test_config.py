@@ -175,3 +175,17 @@ def test_password_comes_from_environment_or_file(tmp_path: Path, monkeypatch: py
     (tmp_path / "pw.txt").write_text("from-file\n")
     cfg = load_config(write(tmp_path, merge(doc, "mqtt.password_file", "pw.txt")))
     assert cfg.mqtt.password() == "from-file"
+
+
+def test_environment_variables_are_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base(tmp_path)
+    text = ("mqtt:\n  host: ${BROKER_HOST}\n  port: ${BROKER_PORT:-1883}\nmodel:\n  path: model.onnx\n"
+            "cameras:\n  - id: cam1\n    source: clip.avi\n")
+    monkeypatch.setenv("BROKER_HOST", "broker.city.lan")
+    cfg = parse_config(text, tmp_path / "a.yaml")
+    assert (cfg.mqtt.host, cfg.mqtt.port) == ("broker.city.lan", 1883)
+    monkeypatch.setenv("BROKER_PORT", "8883")
+    assert parse_config(text, tmp_path / "a.yaml").mqtt.port == 8883
+    monkeypatch.delenv("BROKER_HOST")
+    with pytest.raises(ConfigError, match="line 2: environment variable 'BROKER_HOST' is not set and has no default"):
+        parse_config(text, tmp_path / "a.yaml")
