@@ -62,8 +62,8 @@ def test_minimal_config_loads_with_defaults_and_resolves_paths(tmp_path: Path) -
 
 def test_example_configs_in_repository_are_valid() -> None:
     root = Path(__file__).resolve().parents[1] / "configs"
-    files = sorted(root.glob("*.yaml"))
-    assert files, "configs/ holds example configurations"
+    files = sorted(f for f in root.glob("*.yaml") if not f.name.startswith("controller"))
+    assert len(files) >= 2, "configs/ holds example agent configurations"
     for f in files:
         load_config(f, check_files=False)
 
