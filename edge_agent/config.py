@@ -244,11 +244,15 @@ class TrackerSection(Section):
 
     high_threshold: float = Field(0.5, ge=0, le=1, description="detections at or above start the first stage")
     low_threshold: float = Field(0.1, ge=0, le=1, description="detections below are ignored")
-    new_track_threshold: float = Field(0.6, ge=0, le=1, description="minimum score to start a track")
-    match_iou: float = Field(0.2, gt=0, le=1, description="minimum IoU to match in the first stage")
-    low_match_iou: float = Field(0.5, gt=0, le=1, description="minimum IoU to match in the second stage")
-    min_hits: int = Field(3, ge=1, le=100, description="matches before a track is confirmed")
+    new_track_threshold: float = Field(0.5, ge=0, le=1, description="minimum score to start a track")
+    match_iou: float = Field(0.2, gt=0, le=1, description="minimum IoU to match a high-score detection")
+    low_match_iou: float = Field(0.5, gt=0, le=1, description="minimum IoU to match a low-score detection")
+    min_hits: int = Field(2, ge=1, le=100, description="matches on consecutive frames before a track is confirmed")
     max_age_s: float = Field(1.0, gt=0, le=60, description="seconds without a match before a track dies")
+    report_misses: int = Field(1, ge=0, le=100, description="missed frames during which a track is still "
+                               "reported at its prediction (det_index -1); longer-lost tracks are kept unreported")
+    miss_penalty: float = Field(0.25, ge=0, le=10, description="association score divisor per missed frame, "
+                                "so recently seen tracks win contested detections")
 
 
 class AgentConfig(Section):

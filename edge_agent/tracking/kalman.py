@@ -3,14 +3,23 @@
 State of one track (8,): ``[cx, cy, w, h, vcx, vcy, vw, vh]`` in pixels and
 pixels per second; measurement (4,): ``[cx, cy, w, h]``.
 
-The model (transition matrix and white-noise-acceleration process noise) is
-defined with filterpy (``filterpy.common.Q_discrete_white_noise``). The state
-itself is not kept in one ``filterpy.kalman.KalmanFilter`` object per track:
-predict and update run as batched numpy over ``(n, 8)`` means and
-``(n, 8, 8)`` covariances, which is an order of magnitude faster with tens of
-tracks and computes the same thing as filterpy's functional
-``predict``/``update`` (a test checks it against them). The filter holds only
-the model; ``(mean, cov)`` go in and come out, like ByteTrack's.
+The model is defined with filterpy: the transition of each coordinate is
+``[[1, dt], [0, 1]]`` and its process noise is filterpy's white-noise
+acceleration ``Q_discrete_white_noise(dim=2, dt)``, scaled by the box size.
+The measurement noise is diagonal. With a diagonal initial covariance the
+four coordinates therefore never couple: the 8x8 covariance is, exactly, four
+independent 2x2 blocks (position, velocity) of cx, cy, w and h. The filter
+keeps only those blocks, as a ``(n, 3, 4)`` array ``cov`` with
+
+* ``cov[:, 0]``: variance of the positions ``cx, cy, w, h``,
+* ``cov[:, 1]``: covariance of each position with its velocity,
+* ``cov[:, 2]``: variance of the velocities,
+
+and predict/update are a handful of element-wise numpy operations over all
+tracks at once. :func:`full_covariance` expands it to the ``(n, 8, 8)``
+matrix; a test checks predict/update against filterpy's functional
+``predict``/``update`` on the full matrices. The filter holds only the model;
+``(mean, cov)`` go in and come out, like ByteTrack's.
 
 Noise scales with the box size, so a 20-pixel pedestrian far away and a
 300-pixel bus nearby are both tracked with sensible gates: standard deviations
@@ -32,20 +41,27 @@ H = np.hstack([np.eye(DIM_Z), np.zeros((DIM_Z, DIM_Z))])
 
 
 @lru_cache(maxsize=64)
-def _unit_model(dt: float) -> tuple[Array, Array]:
-    """Transition F(dt) and process noise Q(dt) for unit acceleration variance."""
+def _transition(dt: float, accel_var: float) -> tuple[Array, Array, Array]:
+    """Mean transition (8, 8), covariance-block transition (3, 3) and process noise (3, 1) for ``dt``.
+
+    The block transition maps (pos var, pos-vel cov, vel var) of one coordinate
+    through ``F = [[1, dt], [0, 1]]``; the noise is filterpy's white-noise
+    acceleration for that coordinate, times ``accel_var`` (box sizes² per s⁴).
+    """
     f = np.eye(DIM_X)
     f[:DIM_Z, DIM_Z:] = np.eye(DIM_Z) * dt
-    q = Q_discrete_white_noise(dim=2, dt=dt, var=1.0, block_size=DIM_Z, order_by_dim=False)
-    f.setflags(write=False)
-    q.setflags(write=False)
-    return f, q
+    a = np.array([[1.0, 2 * dt, dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
+    q = Q_discrete_white_noise(dim=2, dt=dt, var=accel_var)
+    q3 = np.array([q[0, 0], q[0, 1], q[1, 1]]).reshape(3, 1)
+    for arr in (f, a, q3):
+        arr.setflags(write=False)
+    return f.T.copy(), a, q3
 
 
-def _scale(boxes_wh: Array) -> Array:
-    """(n, 8) per-dimension size scale [w, h, w, h, w, h, w, h]."""
-    wh = np.maximum(boxes_wh, 1.0)
-    return np.tile(wh, 4)
+# xyxy <-> (cx, cy, w, h) as one matrix product each
+_XYXY_TO_Z = np.array([[0.5, 0, -1, 0], [0, 0.5, 0, -1], [0.5, 0, 1, 0], [0, 0.5, 0, 1]])
+_WH_TO_4 = np.array([[1.0, 0, 1, 0], [0, 1, 0, 1]])  # (w, h) -> (w, h, w, h)
+_Z_TO_XYXY = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [-0.5, 0, 0.5, 0], [0, -0.5, 0, 0.5]])
 
 
 @dataclass(frozen=True)
@@ -59,63 +75,80 @@ class KalmanBoxModel:
     """
 
     meas_std: float = 0.05
-    accel_std: float = 2.0
+    accel_std: float = 1.0
     init_vel_std: float = 1.0
 
+    def __post_init__(self) -> None:
+        for name in ("meas_std", "accel_std", "init_vel_std"):
+            v = getattr(self, name)
+            if not v > 0:
+                raise ValueError(f"{name} must be > 0, got {v}")
+
     def initiate(self, z: Array) -> tuple[Array, Array]:
-        """New states from (n, 4) measurements: zero velocity, wide velocity uncertainty."""
+        """New states from (n, 4) measurements: zero velocity, wide velocity uncertainty.
+
+        Returns:
+            (n, 8) means and (n, 3, 4) block covariances.
+        """
         n = len(z)
         mean = np.zeros((n, DIM_X))
         mean[:, :DIM_Z] = z
-        s = _scale(z[:, 2:4])
-        std = np.concatenate([2 * self.meas_std * s[:, :DIM_Z], self.init_vel_std * s[:, DIM_Z:]], axis=1)
-        cov = np.zeros((n, DIM_X, DIM_X))
-        idx = np.arange(DIM_X)
-        cov[:, idx, idx] = std**2
-        return mean, cov
+        wh2 = np.maximum(z[:, 2:4], 1.0) ** 2
+        cov = np.zeros((n, 3, 2, 2))
+        cov[:, 0] = (2 * self.meas_std) ** 2 * wh2[:, None, :]
+        cov[:, 2] = self.init_vel_std**2 * wh2[:, None, :]
+        return mean, cov.reshape(n, 3, DIM_Z)
 
     def predict(self, mean: Array, cov: Array, dt: float) -> tuple[Array, Array]:
-        """Advance (n, 8) means and (n, 8, 8) covariances by ``dt`` seconds."""
+        """Advance (n, 8) means and (n, 3, 4) covariances by ``dt`` seconds (new arrays)."""
         if len(mean) == 0 or dt <= 0:
             return mean, cov
-        f, q_unit = _unit_model(round(float(dt), 6))
-        s = self.accel_std * _scale(mean[:, 2:4])
-        q = q_unit[None] * s[:, :, None] * s[:, None, :]
-        mean = mean @ f.T
-        cov = f[None] @ cov @ f.T[None] + q
-        mean[:, 2:4] = np.maximum(mean[:, 2:4], 1.0)
+        ft, a, q = _transition(round(float(dt), 6), self.accel_std**2)
+        s2 = np.maximum(mean[:, 2:4], 1.0) ** 2 @ _WH_TO_4  # noise of x, w scales with w; of y, h with h
+        cov = a @ cov
+        cov += q * s2[:, None, :]
+        mean = mean @ ft
+        np.maximum(mean[:, 2:4], 1.0, out=mean[:, 2:4])
         return mean, cov
 
-    def measurement_noise(self, z: Array) -> Array:
-        """(n, 4, 4) diagonal measurement covariances for (n, 4) measurements."""
-        std = self.meas_std * _scale(z[:, 2:4])[:, :DIM_Z]
-        r = np.zeros((len(z), DIM_Z, DIM_Z))
-        idx = np.arange(DIM_Z)
-        r[:, idx, idx] = std**2
-        return r
+    def measurement_var(self, z: Array) -> Array:
+        """(n, 4) measurement variances of cx, cy, w, h for (n, 4) measurements."""
+        wh2 = np.maximum(z[:, 2:4], 1.0) ** 2
+        return self.meas_std**2 * np.concatenate([wh2, wh2], axis=1)  # type: ignore[no-any-return]
 
     def update(self, mean: Array, cov: Array, z: Array) -> tuple[Array, Array]:
-        """Correct (n, 8) means and (n, 8, 8) covariances with (n, 4) measurements."""
+        """Correct (n, 8) means and (n, 3, 4) covariances with (n, 4) measurements (new arrays)."""
         if len(mean) == 0:
             return mean, cov
-        r = self.measurement_noise(z)
-        s = cov[:, :DIM_Z, :DIM_Z] + r
-        pht = cov[:, :, :DIM_Z]
-        k = np.linalg.solve(s, pht.transpose(0, 2, 1)).transpose(0, 2, 1)  # P H^T S^-1 (S symmetric)
-        y = z - mean[:, :DIM_Z]
-        mean = mean + np.einsum("nij,nj->ni", k, y)
-        i_kh = np.eye(DIM_X)[None] - k @ H[None]
-        cov = i_kh @ cov @ i_kh.transpose(0, 2, 1) + k @ r @ k.transpose(0, 2, 1)  # Joseph form, as filterpy
-        return mean, cov
+        n = len(mean)
+        r = (self.meas_std**2 * np.maximum(z[:, 2:4], 1.0) ** 2)[:, None, :]  # (n, 1, 2) over [[x, y], [w, h]]
+        c4 = cov.reshape(n, 3, 2, 2)
+        gain = c4[:, :2] / (c4[:, 0] + r)[:, None]  # (n, 2, 2, 2): position and velocity gains
+        y = (z - mean[:, :DIM_Z]).reshape(n, 1, 2, 2)
+        mean = mean + (gain * y).reshape(n, DIM_X)
+        out = np.empty_like(c4)
+        out[:, :2] = gain * r[:, None]
+        out[:, 2] = c4[:, 2] - gain[:, 1] * c4[:, 1]
+        return mean, out.reshape(n, 3, DIM_Z)
+
+
+def full_covariance(cov: Array) -> Array:
+    """(n, 3, 4) block covariances -> (n, 8, 8) covariance matrices."""
+    n = len(cov)
+    full = np.zeros((n, DIM_X, DIM_X))
+    i = np.arange(DIM_Z)
+    full[:, i, i] = cov[:, 0]
+    full[:, i, i + DIM_Z] = cov[:, 1]
+    full[:, i + DIM_Z, i] = cov[:, 1]
+    full[:, i + DIM_Z, i + DIM_Z] = cov[:, 2]
+    return full
 
 
 def xyxy_to_z(xyxy: npt.NDArray[np.floating]) -> Array:
     """(n, 4) x1 y1 x2 y2 -> (n, 4) cx cy w h."""
-    b = np.asarray(xyxy, np.float64)
-    return np.concatenate([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], axis=1)
+    return np.asarray(xyxy, np.float64) @ _XYXY_TO_Z  # type: ignore[no-any-return]
 
 
 def z_to_xyxy(z: Array) -> Array:
     """(n, >=4) cx cy w h ... -> (n, 4) x1 y1 x2 y2."""
-    half = z[:, 2:4] / 2
-    return np.concatenate([z[:, :2] - half, z[:, :2] + half], axis=1)
+    return z[:, :DIM_Z] @ _Z_TO_XYXY  # type: ignore[no-any-return]
