@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import signal
 import sys
@@ -61,29 +63,54 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.health import HealthServer, Metrics
     from edge_agent.mqtt import MqttPublisher
     from edge_agent.pipeline import CameraPipeline, CameraResult, frames_summary
+    from edge_agent.spool import Spool
 
     cfg = load_config(args.config)
     detector = _load_detector(cfg, args.config)
+    identity = {"model": detector.path.name, "model_sha256": _sha256(detector.path)[:16],
+                "config_sha256": _sha256(args.config)[:16]}
     log.info("edge-agent %s: %s", __version__, detector.describe())
     stop = threading.Event()
 
+    abort = threading.Event()
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            log.info("received %s again; leaving unsent messages in the spool", signal.Signals(signum).name)
+            abort.set()
+            return
         log.info("received %s; finishing the current intervals", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    results: dict[str, CameraResult] = {}
+    metrics = Metrics()
+    pipelines: dict[str, CameraPipeline] = {}
     publishers = []
     threads = []
     for cam in cfg.cameras:
-        pub = MqttPublisher(cfg.mqtt, f"{cfg.mqtt.client_id}-{cam.id}", status_topic(cfg.mqtt.topic_prefix, cam.id))
+        spool = Spool(cfg.spool.dir / f"{cfg.mqtt.client_id}-{cam.id}.sqlite", int(cfg.spool.max_mb * 2**20),
+                      cfg.spool.max_age_h * 3600)
+        if spool.depth():
+            log.info("camera %s: %d message(s) from an earlier run wait in the spool; sending them first",
+                     cam.id, spool.depth())
+        pub = MqttPublisher(cfg.mqtt, f"{cfg.mqtt.client_id}-{cam.id}", status_topic(cfg.mqtt.topic_prefix, cam.id),
+                            spool, cfg.spool.max_inflight, cfg.spool.rate)
         publishers.append(pub)
-        pipe = CameraPipeline(cam, cfg, detector, pub)
-        results[cam.id] = pipe.result
+        pipe = CameraPipeline(cam, cfg, detector, pub, metrics, identity)
+        pipelines[cam.id] = pipe
 
         def work(p: CameraPipeline = pipe) -> None:
             try:
@@ -95,13 +122,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         t = threading.Thread(target=work, name=f"camera-{cam.id}", daemon=True)
         t.start()
         threads.append(t)
+    server = None
+    if cfg.health.http_port:
+        server = HealthServer(cfg.health.http_host, cfg.health.http_port, metrics,
+                              lambda: {cid: p.health() for cid, p in pipelines.items()})
+        log.info("metrics on %s/metrics, health on %s/healthz", server.url, server.url)
     while any(t.is_alive() for t in threads):
         for t in threads:
             t.join(timeout=0.2)
     for pub in publishers:
-        pub.close()
+        pub.close(cfg.spool.drain_s, abort)
+    if server:
+        server.close()
+    results: dict[str, CameraResult] = {cid: p.result for cid, p in pipelines.items()}
     log.info("stopped: %s", frames_summary(results))
     return 1 if any(r.error for r in results.values()) else 0
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line: time, level, logger, thread, message (and exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": round(record.created, 3), "level": record.levelname, "logger": record.name,
+               "thread": record.threadName, "message": record.getMessage()}
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "direction from YOLO on ONNX Runtime, published as interval statistics over MQTT.")
     p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="json: one JSON object per line, for log collectors")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run every configured camera")
     run.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
@@ -121,8 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if args.log_format == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         return int(args.func(args))
     except ConfigError as exc:

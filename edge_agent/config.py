@@ -185,6 +185,10 @@ class LineConfig(Section):
 
 class CameraConfig(Section):
     id: str = Field(pattern=ID_PATTERN)
+    reconnect_min_s: float = Field(1.0, gt=0, le=600, description="first wait before reopening a live source")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="longest wait between reopen attempts")
+    stall_s: float = Field(10.0, gt=0, le=600,
+                           description="a live source that delivers no frame for this long is reopened")
     source: str | int = Field(
         description="video file path, rtsp:// or http(s):// URL, or USB camera index (0, 1, ...)")
     fps_cap: float | None = Field(None, gt=0, le=240, description="process at most this many frames per second")
@@ -208,6 +212,13 @@ class CameraConfig(Section):
         if v is not None and v.tzinfo is None:
             raise ValueError("expected a time zone, e.g. 2024-05-01T08:00:00Z or 2024-05-01T10:00:00+02:00")
         return v
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraConfig:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(f"reconnect_min_s ({self.reconnect_min_s}) must not exceed reconnect_max_s "
+                             f"({self.reconnect_max_s})")
+        return self
 
     @model_validator(mode="after")
     def _unique_lines(self) -> CameraConfig:
@@ -255,11 +266,39 @@ class TrackerSection(Section):
                                 "so recently seen tracks win contested detections")
 
 
+def default_state_dir() -> Path:
+    """Where the spool lives by default: systemd's StateDirectory, else ~/.local/state/edge-agent."""
+    state = os.environ.get("STATE_DIRECTORY")
+    return Path(state.split(":")[0]) if state else Path.home() / ".local" / "state" / "edge-agent"
+
+
+class SpoolConfig(Section):
+    """On-disk store and forward of outgoing messages, one SQLite file per camera."""
+
+    dir: Path = Field(default_factory=default_state_dir, description="directory of the spool files")
+    max_mb: float = Field(100.0, gt=0, le=100_000, description="per camera; oldest messages dropped beyond it")
+    max_age_h: float = Field(168.0, gt=0, le=24 * 366, description="messages older than this are dropped")
+    max_inflight: int = Field(20, ge=1, le=1000, description="unacknowledged QoS 1 messages at most")
+    rate: float = Field(50.0, ge=0, le=10_000,
+                        description="messages per second at most when sending a backlog (0: unlimited)")
+    drain_s: float = Field(30.0, ge=0, le=3600,
+                           description="at shutdown, how long to wait for the broker to acknowledge the spool")
+
+
+class HealthConfig(Section):
+    interval_s: float = Field(30.0, ge=1, le=3600, description="how often the health record is published")
+    http_host: str = Field("127.0.0.1", description="address of the /metrics and /healthz endpoint")
+    http_port: int | None = Field(None, ge=1, le=65535,
+                                  description="port of the Prometheus /metrics and /healthz endpoint; off if unset")
+
+
 class AgentConfig(Section):
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig)  # type: ignore[arg-type]
     model: ModelConfig
     statistics: StatisticsConfig = Field(default_factory=StatisticsConfig)  # type: ignore[arg-type]
     tracker: TrackerSection = Field(default_factory=TrackerSection)  # type: ignore[arg-type]
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)  # type: ignore[arg-type]
+    health: HealthConfig = Field(default_factory=HealthConfig)  # type: ignore[arg-type]
     cameras: list[CameraConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -372,9 +411,10 @@ def _resolve_paths(cfg: AgentConfig, base: Path) -> AgentConfig:
     if mqtt.password_file is not None:
         mqtt = mqtt.model_copy(update={"password_file": rel(mqtt.password_file) or mqtt.password_file})
     model = cfg.model.model_copy(update={"path": rel(cfg.model.path) or cfg.model.path})
+    spool = cfg.spool.model_copy(update={"dir": rel(cfg.spool.dir) or cfg.spool.dir})
     cams = [c.model_copy(update={"source": str(base / c.source)}) if c.is_file and isinstance(c.source, str)
             and not Path(c.source).is_absolute() else c for c in cfg.cameras]
-    return cfg.model_copy(update={"mqtt": mqtt, "model": model, "cameras": cams})
+    return cfg.model_copy(update={"mqtt": mqtt, "model": model, "spool": spool, "cameras": cams})
 
 
 def _check_files(cfg: AgentConfig, raw_root: yaml.Node | None) -> list[str]:

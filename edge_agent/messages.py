@@ -9,6 +9,7 @@ Topics (``prefix`` is ``mqtt.topic_prefix``)::
     {prefix}/{camera}/stats    interval statistics, QoS 1, not retained
     {prefix}/{camera}/status   "online" / "offline", QoS 1, retained;
                                "offline" is also the Last Will
+    {prefix}/{camera}/health   JSON health record, QoS 0, retained, periodic
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def stats_topic(prefix: str, camera_id: str) -> str:
 
 def status_topic(prefix: str, camera_id: str) -> str:
     return f"{prefix}/{camera_id}/status"
+
+
+def health_topic(prefix: str, camera_id: str) -> str:
+    return f"{prefix}/{camera_id}/health"
 
 
 def _iso(dt: Any) -> str:
@@ -72,9 +77,7 @@ def stats_payload(record: IntervalRecord, node_id: str, vehicle_classes: Collect
 
 def stats_message(record: IntervalRecord, prefix: str, node_id: str,
                   vehicle_classes: Collection[str]) -> Message:
-    payload = stats_payload(record, node_id, vehicle_classes)
-    return Message(stats_topic(prefix, record.camera_id),
-                   json.dumps(payload, separators=(",", ":"), sort_keys=False).encode(), qos=1)
+    return Message(stats_topic(prefix, record.camera_id), stats_payload(record, node_id, vehicle_classes), qos=1)
 
 
 @lru_cache(maxsize=None)
@@ -84,8 +87,13 @@ def load_schema(name: str = "interval-stats.v1") -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
-def validate_stats(doc: Mapping[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` if ``doc`` is not a valid statistics message."""
+def validate(doc: Mapping[str, Any], schema: str) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``doc`` does not follow ``schemas/<schema>.json``."""
     import jsonschema  # local: only the controller and tests validate
 
-    jsonschema.validate(doc, load_schema("interval-stats.v1"))
+    jsonschema.validate(doc, load_schema(schema))
+
+
+def validate_stats(doc: Mapping[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``doc`` is not a valid statistics message."""
+    validate(doc, "interval-stats.v1")

@@ -2,7 +2,8 @@
 
 The only module that knows every stage. Each camera runs in its own thread;
 the detector (one ONNX Runtime session) is shared, since ``session.run`` is
-thread-safe and releases the GIL.
+thread-safe and releases the GIL. Nothing that goes wrong in one camera
+(a dead stream, a corrupt frame) stops the others.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from edge_agent import __version__
 from edge_agent.aggregation import IntervalAggregator
 from edge_agent.config import AgentConfig, CameraConfig, TrackerSection
 from edge_agent.counting import LineCounter
 from edge_agent.detection import Detector
-from edge_agent.messages import stats_message
+from edge_agent.health import HEALTH_SCHEMA, Metrics
+from edge_agent.messages import health_topic, stats_message
 from edge_agent.mqtt import Publisher
 from edge_agent.sources import SourceError, VideoSource
 from edge_agent.tracking import Tracker, TrackerConfig
-from edge_agent.types import CrossingEvent, IntervalRecord
+from edge_agent.types import CrossingEvent, Frame, IntervalRecord
 
 log = logging.getLogger(__name__)
 
@@ -48,45 +52,112 @@ class CameraPipeline:
         cfg: the whole agent configuration (statistics, tracker, MQTT prefix).
         detector: shared detector.
         publisher: where messages go.
-        on_record: called with each interval record (for the CLI's log).
+        metrics: the node's Prometheus metrics.
+        identity: model and configuration fingerprints for the health record.
     """
 
     def __init__(self, cam: CameraConfig, cfg: AgentConfig, detector: Detector, publisher: Publisher,
-                 on_record: Callable[[IntervalRecord], None] | None = None):
+                 metrics: Metrics | None = None, identity: Mapping[str, str] | None = None):
         self.cam = cam
         self.cfg = cfg
         self.detector = detector
         self.publisher = publisher
-        self.on_record = on_record
+        self.metrics = metrics or Metrics()
+        self.identity = dict(identity or {})
         self.tracker = Tracker(tracker_config(cfg.tracker))
         self.counters = [LineCounter(line.id, line.p1, line.p2, line.in_side, cam.id, detector.names,
                                      line.anchor, line.hysteresis_px) for line in cam.lines]
         self.aggregator = IntervalAggregator(cam.id, [line.id for line in cam.lines], cfg.statistics.interval_s)
         self.result = CameraResult()
+        self.source: VideoSource | None = None
+        self._window = [time.monotonic(), 0, 0.0]  # start, frames, inference ms, for the health record's fps
+        self._last_health = 0.0
+        self._last_reconnects = 0
 
+    # ------------------------------------------------------------ outputs
     def _emit(self, records: list[IntervalRecord]) -> None:
         vehicle = set(self.cfg.statistics.vehicle_classes)
         for rec in records:
             self.result.records.append(rec)
-            msg = stats_message(rec, self.cfg.mqtt.topic_prefix, self.cfg.mqtt.client_id, vehicle)
-            log.info("interval record %s", msg.payload.decode())
-            self.publisher.publish(msg)
-            if self.on_record:
-                self.on_record(rec)
+            out = self.publisher.publish(stats_message(rec, self.cfg.mqtt.topic_prefix, self.cfg.mqtt.client_id,
+                                                       vehicle))
+            log.info("interval record %s", out.payload.decode())
+
+    def health(self) -> dict[str, Any]:
+        """The camera's health record (also served by ``/healthz``)."""
+        src = self.source
+        start, frames, inf_ms = self._window
+        elapsed = max(time.monotonic() - start, 1e-6)
+        spool = getattr(self.publisher, "spool", None)
+        return {
+            "schema": HEALTH_SCHEMA, "schema_version": 1, "agent_version": __version__,
+            "node_id": self.cfg.mqtt.client_id, "camera_id": self.cam.id, "ts": round(time.time(), 3),
+            "state": src.state if src else "connecting",
+            "fps": round(frames / elapsed, 2),
+            "inference_ms": round(inf_ms / frames, 2) if frames else None,
+            "frames_processed": self.result.frames,
+            "frames_dropped": src.counters.dropped if src else 0,
+            "reconnects": src.counters.reconnects if src else 0,
+            "spool_depth": spool.depth() if spool else 0,
+            "spool_dropped": spool.dropped if spool else 0,
+            "last_seq": spool.last_seq if spool else 0,
+            "mqtt_connected": bool(getattr(self.publisher, "connected", threading.Event()).is_set()),
+            **self.identity,
+        }
+
+    def _tick(self, now_mono: float, force: bool = False) -> None:
+        """Refresh gauges and, every ``health.interval_s``, publish the health record."""
+        src = self.source
+        m, cid = self.metrics, self.cam.id
+        if src is not None and src.counters.reconnects > self._last_reconnects:
+            m.reconnects.labels(cid).inc(src.counters.reconnects - self._last_reconnects)
+            self._last_reconnects = src.counters.reconnects
+        if not force and now_mono - self._last_health < self.cfg.health.interval_s:
+            return
+        doc = self.health()
+        m.streaming.labels(cid).set(1 if doc["state"] == "streaming" else 0)
+        m.spool_depth.labels(cid).set(doc["spool_depth"])
+        m.spool_dropped.labels(cid).set(doc["spool_dropped"])
+        m.connected.labels(cid).set(1 if doc["mqtt_connected"] else 0)
+        self.publisher.publish_latest(health_topic(self.cfg.mqtt.topic_prefix, cid), doc)
+        self._last_health = now_mono
+        self._window = [now_mono, 0, 0.0]
+
+    # ------------------------------------------------------------ the loop
+    def _process(self, frame: Frame, dropped: int) -> None:
+        detections = self.detector(frame.image)
+        inf_ms = self.detector.last_inference_ms
+        tracks = self.tracker.update(detections, frame.ts)
+        events = [e for c in self.counters for e in c.update(tracks, frame.ts)]
+        m, cid = self.metrics, self.cam.id
+        m.frames.labels(cid).inc()
+        m.inference.labels(cid).observe(inf_ms / 1000)
+        if dropped:
+            m.dropped.labels(cid).inc(dropped)
+        for e in events:
+            m.crossings.labels(cid, e.line_id, e.direction.value, e.class_name).inc()
+            log.debug("crossing camera=%s line=%s track=%d class=%s direction=%s", e.camera_id, e.line_id,
+                      e.track_id, e.class_name, e.direction.value)
+        self.result.crossings += events
+        self.result.frames += 1
+        self._window[1] += 1
+        self._window[2] += inf_ms
+        self._emit(self.aggregator.add_frame(frame.ts, inf_ms, dropped, events))
 
     def run(self, stop: threading.Event) -> CameraResult:
-        source = VideoSource(self.cam, stop)
+        self.source = source = VideoSource(self.cam, stop)
+        self._tick(time.monotonic(), force=True)
         try:
             for frame, dropped in source.frames():
-                detections = self.detector(frame.image)
-                tracks = self.tracker.update(detections, frame.ts)
-                events = [e for c in self.counters for e in c.update(tracks, frame.ts)]
-                for e in events:
-                    log.debug("crossing camera=%s line=%s track=%d class=%s direction=%s", e.camera_id,
-                              e.line_id, e.track_id, e.class_name, e.direction.value)
-                self.result.crossings += events
-                self.result.frames += 1
-                self._emit(self.aggregator.add_frame(frame.ts, self.detector.last_inference_ms, dropped, events))
+                if frame is None:  # a live source without a frame: intervals still close on the wall clock
+                    self._emit(self.aggregator.advance(time.time()))
+                else:
+                    try:
+                        self._process(frame, dropped)
+                    except ValueError as exc:  # a frame a stage refuses: skip it, count it, go on
+                        log.warning("camera %s: frame %d skipped: %s", self.cam.id, frame.seq, exc)
+                        self.metrics.dropped.labels(self.cam.id).inc()
+                self._tick(time.monotonic())
             # the source ended (end of file) or stop was set: publish the partial interval
             if source.last_ts is not None:
                 end = time.time() if source.is_live else source.last_ts + 1.0 / source.fps
@@ -94,9 +165,12 @@ class CameraPipeline:
         except SourceError as exc:
             self.result.error = str(exc)
             log.error("%s", exc)
+        if source.state == "streaming":
+            source.state = "stopped"
+        self._tick(time.monotonic(), force=True)
         return self.result
 
 
-def frames_summary(results: dict[str, CameraResult]) -> str:
+def frames_summary(results: Mapping[str, CameraResult]) -> str:
     return ", ".join(f"{cid}: {r.frames} frames, {len(r.crossings)} crossings, {len(r.records)} records"
                      for cid, r in results.items())

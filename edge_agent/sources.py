@@ -67,18 +67,16 @@ class VideoSource:
     """Frames of one camera.
 
     Args:
-        cam: camera configuration.
+        cam: camera configuration (source, fps cap, reconnect backoff and stall timeout).
         stop: set to end :meth:`frames` early.
-        retry_min_s, retry_max_s: bounds of the reconnect backoff (live sources).
-        stall_s: a live source that delivers no frame for this long is reopened.
     """
 
-    def __init__(self, cam: CameraConfig, stop: threading.Event, retry_min_s: float = 1.0,
-                 retry_max_s: float = 30.0, stall_s: float = 10.0):
+    def __init__(self, cam: CameraConfig, stop: threading.Event):
         self.cam = cam
         self.stop = stop
-        self.retry_min_s, self.retry_max_s, self.stall_s = retry_min_s, retry_max_s, stall_s
+        self.retry_min_s, self.retry_max_s, self.stall_s = cam.reconnect_min_s, cam.reconnect_max_s, cam.stall_s
         self.counters = SourceCounters()
+        self.state = "connecting"   # connecting | streaming | reconnecting | ended | failed
         self.fps = DEFAULT_FPS
         self.last_ts: float | None = None
 
@@ -86,6 +84,7 @@ class VideoSource:
     def _open_file(self) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(str(self.cam.source))
         if not cap.isOpened():
+            self.state = "failed"
             raise SourceError(f"camera {self.cam.id}: cannot open video file {self.cam.source}")
         fps = cap.get(cv2.CAP_PROP_FPS)
         if not fps or not np.isfinite(fps) or fps <= 0 or fps > 1000:
@@ -102,10 +101,15 @@ class VideoSource:
         wall0 = time.monotonic()
         dropped = 0
         idx = -1
+        self.state = "streaming"
         try:
             while not self.stop.is_set():
                 ok, image = cap.read()
                 if not ok:
+                    self.state = "ended"
+                    if idx < 0:
+                        self.state = "failed"
+                        raise SourceError(f"camera {self.cam.id}: {self.cam.source} has no decodable frame")
                     break
                 idx += 1
                 self.counters.read += 1
@@ -126,7 +130,7 @@ class VideoSource:
             cap.release()
 
     # -------------------------------------------------------------- live
-    def _live_frames(self) -> Iterator[tuple[Frame, int]]:
+    def _live_frames(self) -> Iterator[tuple[Frame | None, int]]:
         reader = _LatestFrameReader(self)
         reader.start()
         cap_fps = _FpsCap(self.cam.fps_cap)
@@ -135,6 +139,7 @@ class VideoSource:
             while not self.stop.is_set():
                 got = reader.take(timeout=0.5)
                 if got is None:
+                    yield None, 0  # heartbeat: lets the pipeline close intervals during an outage
                     continue
                 seq, ts, image, overwritten = got
                 dropped += overwritten
@@ -150,8 +155,11 @@ class VideoSource:
             reader.stop_event.set()
             reader.join(timeout=5)
 
-    def frames(self) -> Iterator[tuple[Frame, int]]:
-        """Yield ``(frame, frames dropped since the previous yielded frame)`` until the source ends or stop."""
+    def frames(self) -> Iterator[tuple[Frame | None, int]]:
+        """Yield ``(frame, frames dropped since the previous frame)`` until the source ends or stop.
+
+        Live sources also yield ``(None, 0)`` about twice a second while no frame arrives.
+        """
         return self._file_frames() if self.cam.is_file else self._live_frames()
 
     @property
@@ -162,6 +170,15 @@ class VideoSource:
         """Seconds to wait before reconnect ``attempt`` (1-based): doubling, capped, with ±25 % jitter."""
         base = min(self.retry_max_s, self.retry_min_s * 2 ** (attempt - 1))
         return float(base * random.uniform(0.75, 1.25))
+
+
+def _open_live(source: str | int, timeout_s: float) -> cv2.VideoCapture:
+    """Open a live source with open/read timeouts, so a dead server cannot hang the reader."""
+    if isinstance(source, int):
+        return cv2.VideoCapture(source)
+    ms = int(timeout_s * 1000)
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
 
 
 def _valid(image: npt.NDArray[np.uint8] | None) -> bool:
@@ -187,8 +204,9 @@ class _LatestFrameReader(threading.Thread):
         cam = self.src.cam
         attempt = 0
         while not self._stopped():
-            cap = cv2.VideoCapture(cam.source if isinstance(cam.source, int) else str(cam.source))
+            cap = _open_live(cam.source, self.src.stall_s)
             if not cap.isOpened():
+                self.src.state = "reconnecting"
                 attempt += 1
                 wait = self.src.backoff(attempt)
                 log.warning("camera %s: cannot open %s; retry %d in %.1f s", cam.id, redact(cam.source), attempt,
@@ -196,9 +214,10 @@ class _LatestFrameReader(threading.Thread):
                 if self.stop_event.wait(wait):
                     break
                 continue
-            if attempt:
+            if attempt or self.seq >= 0:
                 self.src.counters.reconnects += 1
-                log.info("camera %s: %s open after %d attempt(s)", cam.id, redact(cam.source), attempt)
+                log.info("camera %s: %s open again after %d failed attempt(s)", cam.id, redact(cam.source), attempt)
+            self.src.state = "streaming"
             attempt = 0
             last_frame = time.monotonic()
             while not self._stopped():
@@ -219,6 +238,7 @@ class _LatestFrameReader(threading.Thread):
                     self.cond.notify()
             cap.release()
             if not self._stopped():
+                self.src.state = "reconnecting"
                 attempt += 1
                 if self.stop_event.wait(self.src.backoff(attempt)):
                     break

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -232,10 +232,12 @@ class IntervalRecord:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """An MQTT message ready to publish."""
+    """A JSON document addressed to an MQTT topic.
+
+    The spool adds ``message_id`` and ``seq`` and serialises it when it is queued.
+    """
 
     topic: str
-    payload: bytes
+    doc: Mapping[str, Any]
     qos: int = 1
     retain: bool = False
-    headers: Mapping[str, str] = field(default_factory=dict)
