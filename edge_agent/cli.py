@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a configuration and print a summary")
     chk.add_argument("config", type=Path)
     chk.set_defaults(func=cmd_check_config)
+    # --- the central controller (edge_agent/controller): `edge-agent controller -c controller.yaml`
+    from edge_agent.controller.__main__ import add_subparser as add_controller_subparser
+
+    add_controller_subparser(sub)
     return p
 
 

@@ -3,6 +3,7 @@
 # environment in .venv, and the package itself. Idempotent; sourced by demo.sh and test.sh.
 #
 #   EXTRAS=test bash scripts/setup.sh      # which extras to install (default: none)
+#   APT_EXTRA="chromium postgresql" ...    # more Debian packages (the tests need a browser and a database)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,6 +14,9 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv python3-pip)
+for pkg in ${APT_EXTRA:-}; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}"
   $SUDO apt-get update -qq

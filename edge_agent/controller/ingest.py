@@ -1,0 +1,299 @@
+"""MQTT message -> validated row -> store, one handler per message kind.
+
+Topics (``prefix`` is ``mqtt.topic_prefix``)::
+
+    {prefix}/{camera}/stats               interval statistics (schema interval-stats.v<schema_version>)
+    {prefix}/{camera}/status              "online" / "offline" (retained)
+    {prefix}/{camera}/events              crossing events (stored as they come; schema when one ships)
+    {prefix}/{camera}/presence            per-lane occupancy/queue, 1-2 s, QoS 0 (kept in memory only)
+    {prefix}/lighting/{segment}/meter     metered energy of a lighting segment (energy model)
+    {prefix}/services/{area}/choice       an observed choice of a service option (logit fitting)
+
+A bad message is logged (rate-limited) and counted by reason; it never raises
+out of :meth:`Ingestor.handle`. Statistics are de-duplicated by
+``message_id`` when the message has one, else by
+``(camera_id, interval.start, interval.end, partial)``; the UNIQUE key in the
+store makes that hold across replicas and restarts.
+
+Statistics are validated in the MQTT thread and written in batches by a
+writer thread (one transaction per batch), so that the broker's network loop
+never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from edge_agent.controller.store import StatsRow, Store
+from edge_agent.messages import STATS_SCHEMA, load_schema
+
+log = logging.getLogger(__name__)
+
+KINDS = ("stats", "status", "events", "presence")
+
+
+class Invalid(ValueError):
+    """A message was refused; ``reason`` is its counter name."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+@cache
+def _validator(name: str) -> Any:
+    """A compiled JSON Schema validator, or None if no schema of that name ships."""
+    import jsonschema
+
+    if not resources.files("edge_agent.schemas").joinpath(f"{name}.json").is_file():
+        return None
+    schema = load_schema(name)
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=None)
+
+
+def validate_doc(family: str, doc: Any) -> None:
+    """Validate against ``{family}.v{schema_version}`` (the version the message names)."""
+    if not isinstance(doc, dict):
+        raise Invalid("not_object", f"expected a JSON object, got {type(doc).__name__}")
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise Invalid("schema", f"schema_version must be an integer, got {version!r}")
+    v = _validator(f"{family}.v{version}")
+    if v is None:
+        raise Invalid("schema_version", f"no schema {family}.v{version} in edge_agent/schemas; this controller "
+                                        f"knows the versions shipped with it")
+    if not v.is_valid(doc):  # the fast path; error details only for the bad ones
+        err = min(v.iter_errors(doc), key=lambda e: len(e.path))
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise Invalid("schema", f"{where}: {err.message}")
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def stats_row(doc: dict[str, Any], topic_camera: str, payload: str, received_at: float) -> StatsRow:
+    """A validated statistics document as a store row."""
+    validate_doc("interval-stats", doc)
+    if doc["camera_id"] != topic_camera:
+        raise Invalid("topic_mismatch", f"camera_id {doc['camera_id']!r} differs from the topic's {topic_camera!r}")
+    iv = doc["interval"]
+    try:
+        start, end = _epoch(iv["start"]), _epoch(iv["end"])
+    except ValueError as exc:
+        raise Invalid("schema", f"interval: {exc}") from None
+    if end <= start:
+        raise Invalid("schema", f"interval: end {iv['end']} is not after start {iv['start']}")
+    message_id = doc.get("message_id")
+    key = (f"id:{message_id}" if message_id is not None
+           else f"{doc['camera_id']}|{iv['start']}|{iv['end']}|{int(iv['partial'])}")
+    lines = tuple((ln["line_id"], d, ln[d]["vehicles"], ln[d]["total"]) for ln in doc["lines"] for d in ("in", "out"))
+    seq = doc.get("seq")
+    return StatsRow(key, None if message_id is None else str(message_id), doc["camera_id"], doc["node_id"],
+                    seq if isinstance(seq, int) else None, start, end, bool(iv["partial"]), float(iv["length_s"]),
+                    float(iv["observed_s"]), received_at, payload, lines)
+
+
+class Ingestor:
+    """Routes MQTT messages by topic to a handler per kind and writes statistics in batches.
+
+    Args:
+        store: where rows go (its writer connection lives in the writer thread).
+        prefix: topic prefix of the nodes.
+        batch_max: most statistics per transaction.
+        on_presence: called with (camera_id, document) for each valid presence message
+            (the signal planner's fast path).
+        on_choice / on_meter: called with (subject, document) for those topics.
+
+    """
+
+    def __init__(self, store: Store, prefix: str, batch_max: int = 500,
+                 on_presence: Callable[[str, dict[str, Any]], None] | None = None,
+                 on_choice: Callable[[str, dict[str, Any], float], None] | None = None,
+                 on_meter: Callable[[str, dict[str, Any], float], None] | None = None):
+        self.store = store
+        self.prefix = prefix
+        self.batch_max = batch_max
+        self.counters: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[StatsRow | None] = queue.Queue()
+        self._recent: OrderedDict[str, None] = OrderedDict()  # in-memory dedupe of redeliveries
+        self._recent_max = 100_000
+        self._last_log: dict[str, float] = {}
+        self.on_presence = on_presence
+        self.on_choice = on_choice
+        self.on_meter = on_meter
+        self._handlers: dict[str, Callable[[str, bytes, float], None]] = {
+            "stats": self._stats, "status": self._status, "events": self._events, "presence": self._presence}
+        self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
+        self._writer.start()
+
+    # -- routing
+    def subscriptions(self) -> list[str]:
+        """Topic filters, without the $share prefix."""
+        return [f"{self.prefix}/+/{k}" for k in KINDS] + [f"{self.prefix}/lighting/+/meter",
+                                                          f"{self.prefix}/services/+/choice"]
+
+    def handle(self, topic: str, payload: bytes, received_at: float | None = None) -> None:
+        """Process one MQTT message; never raises."""
+        t = time.time() if received_at is None else received_at
+        self._count("received")
+        try:
+            rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else None
+            parts = rest.split("/") if rest else []
+            if len(parts) == 2 and parts[1] in self._handlers:
+                self._handlers[parts[1]](parts[0], payload, t)
+            elif len(parts) == 3 and parts[0] == "lighting" and parts[2] == "meter":
+                self._subject_doc(self.on_meter, parts[1], payload, t)
+            elif len(parts) == 3 and parts[0] == "services" and parts[2] == "choice":
+                self._subject_doc(self.on_choice, parts[1], payload, t)
+            else:
+                raise Invalid("unknown_topic", "no handler for this topic")
+        except Invalid as exc:
+            self._refuse(exc.reason, topic, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug in one handler must not stop ingestion
+            self._refuse("error", topic, f"{type(exc).__name__}: {exc}")
+            log.debug("handler error", exc_info=True)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
+
+    def _refuse(self, reason: str, topic: str, detail: str) -> None:
+        self._count(f"invalid.{reason}")
+        now = time.monotonic()
+        if now - self._last_log.get(reason, -1e9) >= 10:  # at most one log line per reason per 10 s
+            self._last_log[reason] = now
+            log.warning("refused a message on %s (%s): %s [total %s: %d]", topic, reason, detail[:300], reason,
+                        self.counters[f"invalid.{reason}"])
+
+    @staticmethod
+    def _json(payload: bytes) -> Any:
+        try:
+            return json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise Invalid("json", f"not JSON: {exc}") from None
+
+    # -- handlers
+    def _stats(self, camera: str, payload: bytes, t: float) -> None:
+        doc = self._json(payload)
+        if isinstance(doc, dict) and doc.get("schema") not in (None, STATS_SCHEMA):
+            raise Invalid("schema", f"schema {doc.get('schema')!r} is not {STATS_SCHEMA!r}")
+        row = stats_row(doc, camera, payload.decode(), t)
+        with self._lock:
+            if row.dedupe_key in self._recent:
+                self.counters["duplicate"] += 1
+                return
+            self._recent[row.dedupe_key] = None
+            if len(self._recent) > self._recent_max:
+                self._recent.popitem(last=False)
+        self._queue.put(row)
+
+    def _status(self, camera: str, payload: bytes, t: float) -> None:
+        text = payload.decode(errors="replace").strip()
+        if text not in ("online", "offline"):
+            raise Invalid("status", f"expected 'online' or 'offline', got {text[:40]!r}")
+        self.store.set_status(camera, text, t)
+        self._count("status")
+
+    def _events(self, camera: str, payload: bytes, t: float) -> None:
+        doc = self._json(payload)
+        if not isinstance(doc, dict):
+            raise Invalid("not_object", "expected a JSON object")
+        if "schema_version" in doc and _validator(f"events.v{doc['schema_version']}") is not None:
+            validate_doc("events", doc)
+        mid = doc.get("message_id")
+        key = f"id:{mid}" if mid is not None else f"{camera}|{payload.decode()}"
+        stored = self.store.write_event(key, "events", camera, t, payload.decode())
+        self._count("events" if stored else "duplicate")
+
+    def _presence(self, camera: str, payload: bytes, t: float) -> None:
+        doc = self._json(payload)
+        if not isinstance(doc, dict):
+            raise Invalid("not_object", "expected a JSON object")
+        if "schema_version" in doc and _validator(f"presence.v{doc['schema_version']}") is not None:
+            validate_doc("presence", doc)
+        self._count("presence")
+        if self.on_presence is not None:
+            self.on_presence(camera, doc)
+
+    def _subject_doc(self, cb: Callable[[str, dict[str, Any], float], None] | None, subject: str, payload: bytes,
+                     t: float) -> None:
+        doc = self._json(payload)
+        if not isinstance(doc, dict):
+            raise Invalid("not_object", "expected a JSON object")
+        if cb is None:
+            raise Invalid("unknown_topic", "nothing configured for this subject")
+        cb(subject, doc, t)
+
+    # -- writer thread
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                self._queue.task_done()
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.batch_max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._write(batch)
+            for _ in range(len(batch) + stop):
+                self._queue.task_done()
+            if stop:
+                return
+
+    def _write(self, batch: list[StatsRow]) -> None:
+        for attempt in range(5):
+            try:
+                stored, dups = self.store.write_stats(batch)
+                break
+            except Exception as exc:  # noqa: BLE001 - database busy or gone: retry, then drop loudly
+                log.error("storing %d statistics failed (attempt %d): %s", len(batch), attempt + 1, exc)
+                time.sleep(0.5 * (attempt + 1))
+        else:
+            self._count("store_failed", len(batch))
+            return
+        self._count("stored", len(stored))
+        self._count("duplicate", len(dups))
+        for r in stored:
+            if r.seq is not None:
+                gap = self.store.record_seq(r.camera_id, r.seq)
+                if gap:
+                    self._count("seq_gap", gap)
+                    self.store.add_alert("sequence_gap", r.camera_id, f"camera {r.camera_id}: {gap} statistics "
+                                         f"message(s) missing before seq {r.seq} (broker queue overflow?)",
+                                         {"seq": r.seq, "missing": gap}, time.time())
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued statistic is written."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self._queue.unfinished_tasks
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        self._writer.join(timeout)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counters)

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Controller ingest benchmark through a real mosquitto, in one run.
+
+    .venv/bin/python scripts/bench_controller.py [--messages 20000] [--cameras 50]
+
+Starts mosquitto on a free port (``max_queued_messages 0``, ``max_inflight_messages 0``:
+the broker must not drop QoS 1 messages for a busy subscriber; mosquitto's default
+queue of 1000 would), then for each consumer below a separate publisher process
+sends the same N statistics messages (valid interval-stats.v1, QoS 1) as fast as
+it can, and prints:
+
+1. bare:   a paho subscriber that only parses the JSON (the ceiling of a Python
+           consumer on this machine);
+2. one:    one controller replica (SQLite, shared subscription), rate stored with
+           zero loss and end-to-end lag p50/p95 (publisher's send -> row committed);
+3. two:    two replicas in one share group on one SQLite file, their combined rate,
+           and a check that every message is stored exactly once.
+
+Consumers run as their own processes (``python -m edge_agent.controller``), so the
+GIL of one does not slow another. The rates are messages from the first to the
+last one received (bare) or committed (controller).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def payloads(n: int, cameras: int) -> list[tuple[str, bytes, str]]:
+    """(topic, payload, dedupe key) of n distinct statistics messages."""
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    out = []
+    for i in range(n):
+        cam = f"cam-{i % cameras:03d}"
+        start = t0 + timedelta(seconds=10 * (i // cameras))
+        s, e = start.isoformat().replace("+00:00", "Z"), (start + timedelta(seconds=10)).isoformat().replace(
+            "+00:00", "Z")
+        doc = {"schema": "edge-agent/interval-stats", "schema_version": 1, "agent_version": "0.1.0",
+               "node_id": "bench-node", "camera_id": cam,
+               "interval": {"start": s, "end": e, "length_s": 10, "observed_s": 10, "partial": False},
+               "lines": [{"line_id": f"l{j}", "in": {"total": 3, "by_class": {"car": 2, "person": 1}, "vehicles": 2,
+                                                     "flow_veh_h": 720.0},
+                          "out": {"total": 1, "by_class": {"car": 1}, "vehicles": 1, "flow_veh_h": 360.0}}
+                         for j in range(2)],
+               "frames": {"processed": 100, "dropped": 0}, "inference_ms_mean": 12.5}
+        out.append((f"{PREFIX}/{cam}/stats", json.dumps(doc, separators=(",", ":")).encode(), f"{cam}|{s}|{e}|0"))
+    return out
+
+
+# ---------------------------------------------------------------- child roles
+
+
+def role_publish(port: int, n: int, cameras: int, times_file: str) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    msgs = payloads(n, cameras)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=MQTTProtocolVersion.MQTTv5)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    sent = {}
+    t0 = time.time()
+    infos = []
+    for topic, payload, key in msgs:
+        sent[key] = time.time()
+        infos.append(c.publish(topic, payload, qos=1))
+    for i in infos:
+        i.wait_for_publish(120)
+    t1 = time.time()
+    c.disconnect()
+    c.loop_stop()
+    Path(times_file).write_text(json.dumps({"sent": sent, "start": t0, "end": t1}))
+
+
+def role_bare(port: int, n: int, ready_file: str, out_file: str) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    got = {"n": 0, "first": 0.0, "last": 0.0}
+
+    def on_message(client, userdata, msg):  # type: ignore[no-untyped-def]
+        json.loads(msg.payload)
+        now = time.time()
+        if got["n"] == 0:
+            got["first"] = now
+        got["n"] += 1
+        got["last"] = now
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=MQTTProtocolVersion.MQTTv5)
+    c.on_message = on_message
+    c.on_subscribe = lambda *a: Path(ready_file).write_text("ok")
+    c.on_connect = lambda cl, *a: cl.subscribe(f"$share/bare/{PREFIX}/+/stats", qos=1)
+    c.connect("127.0.0.1", port)
+    deadline = time.time() + 300
+    while got["n"] < n and time.time() < deadline:
+        c.loop(0.1)
+    Path(out_file).write_text(json.dumps(got))
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def start_broker(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "max_queued_messages 0\nmax_inflight_messages 0\n")
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("mosquitto did not start")
+
+
+def me(*args: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), *args]
+
+
+def publish(port: int, n: int, cameras: int, tmp: Path) -> dict[str, object]:
+    f = tmp / f"sent-{time.monotonic_ns()}.json"
+    subprocess.run(me("--role", "publish", "--port", str(port), "--messages", str(n), "--cameras", str(cameras),
+                      "--file", str(f)), check=True)
+    return json.loads(f.read_text())  # type: ignore[no-any-return]
+
+
+def bench_bare(port: int, n: int, cameras: int, tmp: Path) -> float:
+    ready, out = tmp / "bare.ready", tmp / "bare.json"
+    p = subprocess.Popen(me("--role", "bare", "--port", str(port), "--messages", str(n), "--file", str(out),
+                            "--ready", str(ready)))
+    while not ready.exists():
+        time.sleep(0.05)
+    publish(port, n, cameras, tmp)
+    p.wait(300)
+    got = json.loads(out.read_text())
+    if got["n"] != n:
+        print(f"  bare subscriber lost messages: {got['n']} of {n}")
+    return float(got["n"] / (got["last"] - got["first"]))
+
+
+def controller_cfg(tmp: Path, port: int, name: str, db: Path) -> Path:
+    cfg = {"mqtt": {"host": "127.0.0.1", "port": port, "topic_prefix": PREFIX, "client_id": name,
+                    "share_group": "bench"},
+           "store": {"sqlite": str(db)}, "control": {"decide": False}, "http": {"enabled": False}}
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def bench_controllers(port: int, n: int, cameras: int, tmp: Path, replicas: int) -> dict[str, float]:
+    db = tmp / f"ctrl-{replicas}.db"
+    procs = []
+    for r in range(replicas):
+        log = tmp / f"ctrl-{replicas}-{r}.log"
+        p = subprocess.Popen([sys.executable, "-m", "edge_agent.controller", "-c",
+                              str(controller_cfg(tmp, port, f"bench-ctrl-{replicas}-{r}", db))],
+                             stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=ROOT)
+        procs.append((p, log))
+    for _, log in procs:
+        while "subscribed to" not in log.read_text():
+            time.sleep(0.05)
+    sent = publish(port, n, cameras, tmp)
+    con = sqlite3.connect(db)
+    deadline = time.time() + 300
+    while time.time() < deadline and con.execute("SELECT COUNT(*) FROM stats").fetchone()[0] < n:
+        time.sleep(0.2)
+    for p, _ in procs:
+        p.send_signal(signal.SIGTERM)
+    for p, _ in procs:
+        p.wait(60)
+    rows = con.execute("SELECT dedupe_key, received_at, stored_at FROM stats").fetchall()
+    stored = len(rows)
+    distinct = len({r[0] for r in rows})
+    first_rx = min(r[1] for r in rows)
+    last_commit = max(r[2] for r in rows)
+    lags = sorted(r[2] - sent["sent"][r[0]] for r in rows)  # type: ignore[index]
+    pub_rate = n / (sent["end"] - sent["start"])  # type: ignore[operator]
+    return {"stored": stored, "distinct": distinct, "rate": stored / (last_commit - first_rx),
+            "p50_ms": 1000 * lags[len(lags) // 2], "p95_ms": 1000 * lags[int(len(lags) * 0.95)],
+            "publisher_rate": pub_rate}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--cameras", type=int, default=50)
+    ap.add_argument("--role", choices=["publish", "bare"], help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--file", help=argparse.SUPPRESS)
+    ap.add_argument("--ready", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.role == "publish":
+        role_publish(a.port, a.messages, a.cameras, a.file)
+        return 0
+    if a.role == "bare":
+        role_bare(a.port, a.messages, a.ready, a.file)
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ctrl-"))
+    broker, port = start_broker(tmp)
+    try:
+        print(f"{a.messages} statistics messages from {a.cameras} cameras, QoS 1, mosquitto on :{port}, "
+              f"{os.cpu_count()} CPU(s)")
+        bare = bench_bare(port, a.messages, a.cameras, tmp)
+        print(f"bare paho subscriber (json.loads only): {bare:8.0f} msg/s  <- ceiling")
+        one = bench_controllers(port, a.messages, a.cameras, tmp, 1)
+        print(f"controller x1 (SQLite):                  {one['rate']:8.0f} msg/s  = {one['rate'] / bare:.2f} x "
+              f"ceiling; stored {one['stored']}/{a.messages} (loss {a.messages - one['distinct']}); lag p50 "
+              f"{one['p50_ms']:.0f} ms, p95 {one['p95_ms']:.0f} ms; publisher {one['publisher_rate']:.0f} msg/s")
+        two = bench_controllers(port, a.messages, a.cameras, tmp, 2)
+        print(f"controller x2 (shared subscription):     {two['rate']:8.0f} msg/s  = {two['rate'] / one['rate']:.2f} x "
+              f"one; stored {two['stored']} rows, {two['distinct']} distinct of {a.messages} "
+              f"({'exactly once' if two['stored'] == two['distinct'] == a.messages else 'NOT exactly once'}); "
+              f"lag p50 {two['p50_ms']:.0f} ms, p95 {two['p95_ms']:.0f} ms; publisher {two['publisher_rate']:.0f} "
+              f"msg/s")
+    finally:
+        broker.terminate()
+        broker.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
