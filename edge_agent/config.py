@@ -195,6 +195,7 @@ class CameraConfig(Section):
     start_time: datetime | None = Field(
         None, description="file sources only: wall-clock time of the first frame (ISO 8601 with zone)")
     realtime: bool = Field(False, description="file sources only: pace reading at the video's frame rate")
+    loop: bool = Field(False, description="file sources only: start again at the end (the clock keeps running)")
     lines: list[LineConfig] = Field(default_factory=list)
 
     @field_validator("source", mode="before")
@@ -425,10 +426,10 @@ def _check_files(cfg: AgentConfig, raw_root: yaml.Node | None) -> list[str]:
     for i, cam in enumerate(cfg.cameras):
         if cam.is_file and not Path(str(cam.source)).is_file():
             problems.append((("cameras", i, "source"), f"video file not found: {cam.source}"))
-        if not cam.is_file and (cam.start_time is not None or cam.realtime):
-            key = "start_time" if cam.start_time is not None else "realtime"
-            problems.append((("cameras", i, key), "only file sources take start_time and realtime; a live "
-                                                  "source uses the wall clock"))
+        if not cam.is_file and (cam.start_time is not None or cam.realtime or cam.loop):
+            key = "start_time" if cam.start_time is not None else ("realtime" if cam.realtime else "loop")
+            problems.append((("cameras", i, key), "only file sources take start_time, realtime and loop; a "
+                                                  "live source uses the wall clock"))
     tls = cfg.mqtt.tls
     if tls is not None:
         for key in ("ca", "cert", "key"):

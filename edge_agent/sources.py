@@ -94,40 +94,45 @@ class VideoSource:
         self.fps = float(fps)
         return cap
 
-    def _file_frames(self) -> Iterator[tuple[Frame, int]]:
-        cap = self._open_file()
+    def _file_frames(self) -> Iterator[tuple[Frame | None, int]]:
         t0 = self.cam.clock_start.timestamp()
         cap_fps = _FpsCap(self.cam.fps_cap)
         wall0 = time.monotonic()
         dropped = 0
-        idx = -1
-        self.state = "streaming"
-        try:
-            while not self.stop.is_set():
-                ok, image = cap.read()
-                if not ok:
-                    self.state = "ended"
-                    if idx < 0:
-                        self.state = "failed"
-                        raise SourceError(f"camera {self.cam.id}: {self.cam.source} has no decodable frame")
-                    break
-                idx += 1
-                self.counters.read += 1
-                rel = idx / self.fps
-                ts = t0 + rel
-                if self.cam.realtime:
-                    delay = wall0 + rel - time.monotonic()
-                    if delay > 0 and self.stop.wait(delay):
+        idx = -1      # frame index since the start, over all loops: the video clock
+        while not self.stop.is_set():
+            cap = self._open_file()
+            self.state = "streaming"
+            in_pass = 0
+            try:
+                while not self.stop.is_set():
+                    ok, image = cap.read()
+                    if not ok:
                         break
-                if not cap_fps.keep(rel) or not _valid(image):
-                    dropped += 1
-                    self.counters.dropped += 1
-                    continue
-                self.last_ts = ts
-                yield Frame(self.cam.id, idx, ts, image), dropped
-                dropped = 0
-        finally:
-            cap.release()
+                    idx += 1
+                    in_pass += 1
+                    self.counters.read += 1
+                    rel = idx / self.fps
+                    ts = t0 + rel
+                    if self.cam.realtime:
+                        delay = wall0 + rel - time.monotonic()
+                        if delay > 0 and self.stop.wait(delay):
+                            break
+                    if not cap_fps.keep(rel) or not _valid(image):
+                        dropped += 1
+                        self.counters.dropped += 1
+                        continue
+                    self.last_ts = ts
+                    yield Frame(self.cam.id, idx, ts, image), dropped
+                    dropped = 0
+            finally:
+                cap.release()
+            if in_pass == 0:
+                self.state = "failed"
+                raise SourceError(f"camera {self.cam.id}: {self.cam.source} has no decodable frame")
+            if not self.cam.loop or self.stop.is_set():
+                break
+        self.state = "ended" if not self.stop.is_set() else self.state
 
     # -------------------------------------------------------------- live
     def _live_frames(self) -> Iterator[tuple[Frame | None, int]]:

