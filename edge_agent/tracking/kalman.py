@@ -42,7 +42,7 @@ H = np.hstack([np.eye(DIM_Z), np.zeros((DIM_Z, DIM_Z))])
 
 @lru_cache(maxsize=64)
 def _transition(dt: float, accel_var: float) -> tuple[Array, Array, Array]:
-    """Mean transition (8, 8), covariance-block transition (3, 3) and process noise (3, 1) for ``dt``.
+    """Mean transition (8, 8), covariance-block transition (3, 3) and process noise (3, 1, 1) for ``dt``.
 
     The block transition maps (pos var, pos-vel cov, vel var) of one coordinate
     through ``F = [[1, dt], [0, 1]]``; the noise is filterpy's white-noise
@@ -52,7 +52,7 @@ def _transition(dt: float, accel_var: float) -> tuple[Array, Array, Array]:
     f[:DIM_Z, DIM_Z:] = np.eye(DIM_Z) * dt
     a = np.array([[1.0, 2 * dt, dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
     q = Q_discrete_white_noise(dim=2, dt=dt, var=accel_var)
-    q3 = np.array([q[0, 0], q[0, 1], q[1, 1]]).reshape(3, 1)
+    q3 = np.array([q[0, 0], q[0, 1], q[1, 1]]).reshape(3, 1, 1)
     for arr in (f, a, q3):
         arr.setflags(write=False)
     return f.T.copy(), a, q3
@@ -99,17 +99,15 @@ class KalmanBoxModel:
         cov[:, 2] = self.init_vel_std**2 * wh2[:, None, :]
         return mean, cov.reshape(n, 3, DIM_Z)
 
+    def transition(self, dt: float) -> tuple[Array, Array, Array]:
+        """The (cached) matrices that :func:`predict_with` takes to advance by ``dt`` > 0 seconds."""
+        return _transition(round(float(dt), 6), self.accel_std**2)
+
     def predict(self, mean: Array, cov: Array, dt: float) -> tuple[Array, Array]:
         """Advance (n, 8) means and (n, 3, 4) covariances by ``dt`` seconds (new arrays)."""
         if len(mean) == 0 or dt <= 0:
             return mean, cov
-        ft, a, q = _transition(round(float(dt), 6), self.accel_std**2)
-        s2 = np.maximum(mean[:, 2:4], 1.0) ** 2 @ _WH_TO_4  # noise of x, w scales with w; of y, h with h
-        cov = a @ cov
-        cov += q * s2[:, None, :]
-        mean = mean @ ft
-        np.maximum(mean[:, 2:4], 1.0, out=mean[:, 2:4])
-        return mean, cov
+        return predict_with(mean, cov, self.transition(dt))
 
     def measurement_var(self, z: Array) -> Array:
         """(n, 4) measurement variances of cx, cy, w, h for (n, 4) measurements."""
@@ -118,18 +116,93 @@ class KalmanBoxModel:
 
     def update(self, mean: Array, cov: Array, z: Array) -> tuple[Array, Array]:
         """Correct (n, 8) means and (n, 3, 4) covariances with (n, 4) measurements (new arrays)."""
-        if len(mean) == 0:
-            return mean, cov
         n = len(mean)
-        r = (self.meas_std**2 * np.maximum(z[:, 2:4], 1.0) ** 2)[:, None, :]  # (n, 1, 2) over [[x, y], [w, h]]
+        if n == 0:
+            return mean, cov
+        r = np.maximum(z[:, 2:4], 1.0)
+        r *= r
+        r *= self.meas_std**2
+        r = r[:, None, :]  # (n, 1, 2) over [[x, y], [w, h]]
         c4 = cov.reshape(n, 3, 2, 2)
         gain = c4[:, :2] / (c4[:, 0] + r)[:, None]  # (n, 2, 2, 2): position and velocity gains
-        y = (z - mean[:, :DIM_Z]).reshape(n, 1, 2, 2)
-        mean = mean + (gain * y).reshape(n, DIM_X)
+        y = z - mean[:, :DIM_Z]
+        new_mean = (gain * y.reshape(n, 1, 2, 2)).reshape(n, DIM_X)
+        new_mean += mean
         out = np.empty_like(c4)
-        out[:, :2] = gain * r[:, None]
-        out[:, 2] = c4[:, 2] - gain[:, 1] * c4[:, 1]
-        return mean, out.reshape(n, 3, DIM_Z)
+        np.multiply(gain, r[:, None], out=out[:, :2])
+        vv = out[:, 2]
+        np.multiply(gain[:, 1], c4[:, 1], out=vv)
+        np.subtract(c4[:, 2], vv, out=vv)
+        return new_mean, out.reshape(n, 3, DIM_Z)
+
+
+def predict_with(mean: Array, cov: Array, transition: tuple[Array, Array, Array]) -> tuple[Array, Array]:
+    """:meth:`KalmanBoxModel.predict` with the matrices of :meth:`KalmanBoxModel.transition` (new arrays)."""
+    ft, a, q = transition
+    wh2 = np.maximum(mean[:, 2:4], 1.0)
+    wh2 *= wh2  # noise of x, w scales with w; of y, h with h: over [[x, y], [w, h]]
+    cov = a @ cov
+    c4 = cov.reshape(len(cov), 3, 2, 2)
+    c4 += q * wh2[:, None, None, :]
+    mean = mean @ ft
+    wh = mean[:, 2:4]
+    np.maximum(wh, 1.0, out=wh)
+    return mean, cov
+
+
+# Component-major ("planar") layout, used by the tracker: numpy's per-call cost is several times
+# higher on strided or multi-axis broadcast operands than on contiguous ones, and at tens of tracks
+# that cost is the whole cost. ``m`` (2, n, 4) holds positions then velocities, ``c`` (3, n, 4) the
+# blocks cov[:, 0], cov[:, 1], cov[:, 2] of the (n, 3, 4) layout above; every operation below is
+# the same floating-point operation, on the same numbers, as in predict/update above.
+_WHWH = np.array([2, 3, 2, 3])
+_WH01 = np.array([0, 1, 0, 1])
+
+
+def to_planar(mean: Array, cov: Array) -> tuple[Array, Array]:
+    """(n, 8), (n, 3, 4) -> (2, n, 4), (3, n, 4) contiguous."""
+    n = len(mean)
+    return (np.ascontiguousarray(mean.reshape(n, 2, DIM_Z).transpose(1, 0, 2)),
+            np.ascontiguousarray(cov.transpose(1, 0, 2)))
+
+
+def from_planar(m: Array, c: Array) -> tuple[Array, Array]:
+    """(2, n, 4), (3, n, 4) -> (n, 8), (n, 3, 4)."""
+    n = m.shape[1]
+    return m.transpose(1, 0, 2).reshape(n, DIM_X), np.ascontiguousarray(c.transpose(1, 0, 2))
+
+
+def predict_planar(m: Array, c: Array, transition: tuple[Array, Array, Array]) -> tuple[Array, Array]:
+    """:func:`predict_with` on the planar layout (new arrays)."""
+    ft, a, q = transition
+    s2 = m[0].take(_WH01 + 2, axis=1)  # w h w h
+    np.maximum(s2, 1.0, out=s2)
+    s2 *= s2
+    cn = np.empty_like(c)
+    np.matmul(a, c.transpose(1, 0, 2), out=cn.transpose(1, 0, 2))
+    cn += q.reshape(3, 1, 1) * s2
+    mn = m.copy()
+    mn[0] += m[1] * ft[DIM_Z, 0]  # positions += velocity * dt (ft[4, 0] is dt)
+    wh = mn[0, :, 2:4]
+    np.maximum(wh, 1.0, out=wh)
+    return mn, cn
+
+
+def update_planar(m: Array, c: Array, z: Array, meas_std: float) -> tuple[Array, Array]:
+    """:meth:`KalmanBoxModel.update` on the planar layout, ``z`` (n, 4) (new arrays)."""
+    r = z.take(_WHWH, axis=1)
+    np.maximum(r, 1.0, out=r)
+    r *= r
+    r *= meas_std**2
+    gain = c[:2] / (c[0] + r)  # (2, n, 4): position and velocity gains
+    mn = gain * (z - m[0])
+    mn += m
+    cn = np.empty_like(c)
+    np.multiply(gain, r, out=cn[:2])
+    vv = cn[2]
+    np.multiply(gain[1], c[1], out=vv)
+    np.subtract(c[2], vv, out=vv)
+    return mn, cn
 
 
 def full_covariance(cov: Array) -> Array:

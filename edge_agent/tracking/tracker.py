@@ -67,14 +67,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from edge_agent.tracking.kalman import KalmanBoxModel, xyxy_to_z, z_to_xyxy
+from edge_agent.tracking.kalman import (KalmanBoxModel, from_planar, predict_planar, to_planar, update_planar,
+                                        xyxy_to_z)
 from edge_agent.types import Detections, Tracks
 
 IntArray = npt.NDArray[np.int64]
-_STATE_TO_BOX_VEL = np.zeros((6, 6))  # state [cx cy w h vcx vcy] -> [x1 y1 x2 y2 vcx vcy]
-_STATE_TO_BOX_VEL[:4, :4] = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [-0.5, 0, 0.5, 0], [0, -0.5, 0, 0.5]])
-_STATE_TO_BOX_VEL[4:, 4:] = np.eye(2)
+_Z_TO_XYXY = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [-0.5, 0, 0.5, 0], [0, -0.5, 0, 0.5]])  # cx cy w h -> xyxy
 BoolArray = npt.NDArray[np.bool_]
+_ZERO32 = np.zeros(1, np.float32)
 Array = npt.NDArray[np.float64]
 
 
@@ -135,14 +135,22 @@ class TrackerConfig:
 
 def iou_matrix(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> Array:
     """(n, m) IoU of (n, 4) and (m, 4) xyxy boxes."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    wh = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
+    return _iou(np.asarray(a, np.float64), np.asarray(b, np.float64))
+
+
+def _iou(a: Array, b: Array) -> Array:
+    wh = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh -= np.maximum(a[:, None, :2], b[None, :, :2])
     np.maximum(wh, 0.0, out=wh)
     inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b - inter, 1e-9)  # type: ignore[no-any-return]
+    size = a[:, 2:] - a[:, :2]
+    area_a = size[:, 0] * size[:, 1]
+    size = b[:, 2:] - b[:, :2]
+    union = area_a[:, None] + size[:, 0] * size[:, 1]
+    union -= inter
+    np.maximum(union, 1e-9, out=union)
+    inter /= union
+    return inter  # type: ignore[no-any-return]
 
 
 def match(score: Array) -> tuple[IntArray, IntArray]:
@@ -156,9 +164,12 @@ def match(score: Array) -> tuple[IntArray, IntArray]:
     Returns:
         (rows, cols) of the accepted pairs.
     """
-    rows = (score.max(axis=1) > 0).nonzero()[0]
-    cols = score.argmax(axis=1)[rows]
-    if len(cols) < 2 or len(set(cols.tolist())) == len(cols):
+    n, m = score.shape
+    cols = score.argmax(axis=1)
+    rows = (score.take(cols + np.arange(0, n * m, m)) > 0).nonzero()[0]  # rows with a positive best
+    if len(rows) < n:
+        cols = cols.take(rows)
+    if len(rows) < 2 or len(set(cols.tolist())) == len(rows):
         return rows, cols
     r, c = linear_sum_assignment(score, maximize=True)
     ok = score[r, c] > 0
@@ -177,8 +188,10 @@ class Tracker:
         self.kf = self.cfg.kalman
         self._ids = itertools.count(1)
         self._ts: float | None = None
-        self.mean = np.zeros((0, 8))               # Kalman state per track
-        self.cov = np.zeros((0, 3, 4))             # its covariance (see kalman.py)
+        self._dt = -1.0                            # last elapsed time and its transition (cached)
+        self._transition: tuple[Array, Array, Array] | None = None
+        self._m = np.zeros((2, 0, 4))              # Kalman state per track, planar (see kalman.py)
+        self._c = np.zeros((3, 0, 4))              # its covariance, planar
         self.track_id = np.zeros(0, np.int64)      # 0 while tentative
         self.hits = np.zeros(0, np.int64)          # matches so far
         self.misses = np.zeros(0, np.int64)        # consecutive unmatched frames
@@ -187,7 +200,17 @@ class Tracker:
 
     def __len__(self) -> int:
         """Number of live tracks, tentative and unreported ones included."""
-        return len(self.mean)
+        return len(self.track_id)
+
+    @property
+    def mean(self) -> Array:
+        """(n, 8) Kalman means (a copy; see kalman.py)."""
+        return from_planar(self._m, self._c)[0]
+
+    @property
+    def cov(self) -> Array:
+        """(n, 3, 4) block covariances (a copy; see kalman.py)."""
+        return from_planar(self._m, self._c)[1]
 
     def update(self, detections: Detections, ts: float) -> Tracks:
         """Advance to time ``ts`` (seconds) with this frame's detections.
@@ -198,116 +221,179 @@ class Tracker:
             ``report_misses`` frames (``det_index == -1``, predicted box,
             confidence 0).
         """
+        # Written for numpy's per-call overhead, which dominates at tens of tracks: cheap calls
+        # (argmax, nonzero, count_nonzero, take, putmask) instead of reductions, boolean-mask
+        # indexing and fancy assignment, and no work for stages that have nothing to do.
         cfg = self.cfg
-        if self._ts is not None and ts < self._ts:
-            raise ValueError(f"timestamps must not go backwards: {ts} after {self._ts}")
-        first = self._ts is None
-        if self._ts is not None:
-            self.mean, self.cov = self.kf.predict(self.mean, self.cov, ts - self._ts)
+        last = self._ts
+        n = len(self.track_id)
+        if last is not None:
+            if ts < last:
+                raise ValueError(f"timestamps must not go backwards: {ts} after {last}")
+            dt = ts - last
+            if n and dt > 0:
+                if dt != self._dt:
+                    self._dt, self._transition = dt, self.kf.transition(dt)
+                self._m, self._c = predict_planar(self._m, self._c, self._transition)  # type: ignore[arg-type]
         self._ts = ts
 
         conf = detections.confidence
-        n, m = len(self.mean), len(conf)
-        det_of_track = np.full(n, -1, np.int64)
-        high = conf >= cfg.high_threshold
-        free = np.ones(m, bool)
-        if n and m:
+        m = len(conf)
+        free = np.empty(m, bool)
+        free.fill(True)
+        if not n:
+            return self._birth_and_report(detections, free, np.zeros(0, np.int64), last is None)
+        det_of_track = np.empty(n, np.int64)
+        det_of_track.fill(-1)
+        tid = self.track_id
+        confirmed = tid > 0
+        all_confirmed = np.count_nonzero(confirmed) == n
+        k = 0
+        if m:
             det_boxes = detections.xyxy.astype(np.float64)
-            score = iou_matrix(z_to_xyxy(self.mean), det_boxes)
-            ok_high = score >= cfg.match_iou
-            low = ~high & (conf >= cfg.low_threshold)
-            ok_low = score >= cfg.low_match_iou if low.any() else None
-            if cfg.miss_penalty and self.misses.any():
+            score = _iou(self._m[0] @ _Z_TO_XYXY, det_boxes)
+            high = conf >= cfg.high_threshold
+            ok = score >= cfg.match_iou
+            ok &= high
+            low = conf >= cfg.low_threshold
+            low ^= high  # high implies low (low_threshold <= high_threshold): low and not high
+            ok_low = score >= cfg.low_match_iou if np.count_nonzero(low) else None
+            if cfg.miss_penalty and np.count_nonzero(self.misses):
                 score /= (1.0 + cfg.miss_penalty * self.misses)[:, None]
-            confirmed = self.track_id > 0
 
-            def associate(tracks: BoolArray, dets: BoolArray, ok: npt.NDArray[np.bool_]) -> None:
-                if tracks.any() and dets.any():
-                    r, c = match(np.where(ok & tracks[:, None] & dets, score, 0.0))
+            # stage 1: confirmed tracks <-> high-score detections
+            r, c = match(np.where(ok if all_confirmed else ok & confirmed[:, None], score, 0.0))
+            if len(r):
+                det_of_track[r] = c
+                free[c] = False
+            if ok_low is not None:  # stage 2: confirmed tracks still free <-> low-score detections
+                rows = det_of_track < 0
+                rows &= confirmed
+                if np.count_nonzero(rows):
+                    ok_low &= low
+                    ok_low &= rows[:, None]
+                    r, c = match(np.where(ok_low, score, 0.0))
+                    if len(r):
+                        det_of_track[r] = c
+                        free[c] = False
+            if not all_confirmed:  # stage 3: tentative tracks <-> remaining high-score detections
+                ok &= ~confirmed[:, None]
+                ok &= free
+                r, c = match(np.where(ok, score, 0.0))
+                if len(r):
                     det_of_track[r] = c
                     free[c] = False
-
-            associate(confirmed, high, ok_high)                          # stage 1
-            if ok_low is not None:
-                associate(confirmed & (det_of_track < 0), low, ok_low)    # stage 2
-            if not confirmed.all():
-                associate(~confirmed, high & free, ok_high)              # stage 3
-            rows = (det_of_track >= 0).nonzero()[0]
-            if len(rows) == n:  # every track matched: no gather/scatter
-                dets = det_of_track
-                self.mean, self.cov = self.kf.update(self.mean, self.cov, xyxy_to_z(det_boxes[dets]))
-            elif len(rows):
-                dets = det_of_track[rows]
-                self.mean[rows], self.cov[rows] = self.kf.update(self.mean[rows], self.cov[rows],
-                                                                 xyxy_to_z(det_boxes[dets]))
-            if len(rows):
-                self.hits[rows] += 1
-                self.last_match_ts[rows] = ts
-                self._vote(rows, detections.class_id[dets], conf[dets])
-                newly = rows[(self.track_id[rows] == 0) & (self.hits[rows] >= cfg.min_hits)]
-                if len(newly):
-                    self.track_id[newly] = self._next_ids(len(newly))
-
-        if n:
             matched = det_of_track >= 0
-            self.misses += 1
-            self.misses[matched] = 0
+            k = np.count_nonzero(matched)
+        if k:
+            # Kalman update of every row (a missing detection reads as the last one), kept where matched
+            mean, cov = update_planar(self._m, self._c, xyxy_to_z(det_boxes.take(det_of_track, axis=0)),
+                                      self.kf.meas_std)
+            if k == n:
+                self._m, self._c = mean, cov
+            else:
+                self._m = np.where(matched[:, None], mean, self._m)
+                self._c = np.where(matched[:, None], cov, self._c)
+            self.hits += matched
+            np.putmask(self.last_match_ts, matched, ts)
+            track_conf = np.concatenate((conf, _ZERO32)).take(det_of_track)  # 0 where unmatched
+            self._vote(det_of_track, detections.class_id, track_conf)
+            if not all_confirmed:
+                newly = ((tid == 0) & (self.hits >= cfg.min_hits)).nonzero()[0]
+                if len(newly):
+                    tid[newly] = self._next_ids(len(newly))
+        else:
+            track_conf = np.zeros(n, np.float32)
+        misses = self.misses
+        misses += 1
+        if k:
+            np.putmask(misses, matched, 0)
+        if k < n:
             # death: tentative tracks that missed, confirmed tracks unmatched for too long
-            alive = np.where(self.track_id > 0, ts - self.last_match_ts <= cfg.max_age_s, matched)
-            if not alive.all():
-                self._select(alive)
-                det_of_track = det_of_track[alive]
-        fresh = (free & (conf >= max(cfg.high_threshold, cfg.new_track_threshold))).nonzero()[0]
-        if len(fresh):
-            self._birth(detections, fresh, ts, confirm=first or cfg.min_hits == 1)
-            det_of_track = np.concatenate([det_of_track, fresh])
-        return self._report(det_of_track, conf)
+            alive = ts - self.last_match_ts <= cfg.max_age_s
+            alive &= confirmed
+            if k:
+                alive |= matched
+            if np.count_nonzero(alive) < n:
+                keep = alive.nonzero()[0]
+                self._select(keep)
+                det_of_track, track_conf = det_of_track.take(keep), track_conf.take(keep)
+        return self._birth_and_report(detections, free, det_of_track, last is None, track_conf)
+
+    def _birth_and_report(self, detections: Detections, free: BoolArray, det_of_track: IntArray,
+                          first: bool, track_conf: npt.NDArray[np.float32] | None = None) -> Tracks:
+        cfg = self.cfg
+        conf = detections.confidence
+        fresh = free
+        fresh &= conf >= max(cfg.high_threshold, cfg.new_track_threshold)
+        fresh_idx = fresh.nonzero()[0]
+        if len(fresh_idx):
+            self._birth(detections, fresh_idx, self._ts, confirm=first or cfg.min_hits == 1)  # type: ignore[arg-type]
+            det_of_track = np.concatenate((det_of_track, fresh_idx))
+            born_conf = conf.take(fresh_idx)
+            track_conf = born_conf if track_conf is None else np.concatenate((track_conf, born_conf))
+        tid = self.track_id
+        show = tid > 0
+        show &= self.misses <= cfg.report_misses
+        rows = show.nonzero()[0]
+        k = len(rows)
+        if not k:
+            return Tracks.empty()
+        pos, vel, votes = self._m[0], self._m[1], self.votes
+        if k == len(tid):
+            tid = tid.copy()
+        else:
+            tid, det_of_track = tid.take(rows), det_of_track.take(rows)
+            pos, vel, votes, track_conf = (pos.take(rows, axis=0), vel.take(rows, axis=0),
+                                           votes.take(rows, axis=0), track_conf.take(rows))  # type: ignore[union-attr]
+        return Tracks(
+            track_id=tid,
+            xyxy=(pos @ _Z_TO_XYXY).astype(np.float32),
+            confidence=track_conf.astype(np.float32, copy=False),  # type: ignore[union-attr]
+            class_id=np.zeros(k, np.int64) if votes.shape[1] == 1 else votes.argmax(axis=1),
+            det_index=det_of_track,
+            velocity=vel[:, :2].astype(np.float32),
+        )
 
     def _next_ids(self, k: int) -> IntArray:
         return np.fromiter(itertools.islice(self._ids, k), np.int64, k)
 
-    def _vote(self, rows: IntArray, cls: IntArray, score: npt.NDArray[np.float32]) -> None:
+    def _vote(self, det_of_track: IntArray, class_id: IntArray, track_conf: npt.NDArray[np.float32]) -> None:
+        """Add each track's detection confidence (0 if unmatched) to its class's votes."""
+        votes = self.votes
+        if votes.shape[1] == 1 and not np.count_nonzero(class_id):  # the usual single class
+            votes[:, 0] += track_conf
+            return
+        cls = class_id.take(det_of_track, mode="wrap")  # unmatched rows (-1) add 0 to some class
         top = int(cls.max())
-        if top >= self.votes.shape[1]:
-            grown = np.zeros((len(self.votes), top + 1))
-            grown[:, :self.votes.shape[1]] = self.votes
-            self.votes = grown
-        self.votes[rows, cls] += score  # rows are distinct
+        if top >= votes.shape[1]:
+            grown = np.zeros((len(votes), top + 1))
+            grown[:, :votes.shape[1]] = votes
+            self.votes = votes = grown
+        votes[np.arange(len(votes)), cls] += track_conf
 
-    def _report(self, det_of_track: IntArray, conf: npt.NDArray[np.float32]) -> Tracks:
-        rows = ((self.track_id > 0) & (self.misses <= self.cfg.report_misses)).nonzero()[0]
-        if not len(rows):
-            return Tracks.empty()
-        dets = det_of_track[rows]
-        seen = dets >= 0
-        score = np.zeros(len(rows), np.float32)
-        score[seen] = conf[dets[seen]]
-        box_vel = (self.mean[rows, :6] @ _STATE_TO_BOX_VEL).astype(np.float32)  # x1 y1 x2 y2 vx vy
-        return Tracks(
-            track_id=self.track_id[rows],
-            xyxy=box_vel[:, :4],
-            confidence=score,
-            class_id=self.votes[rows].argmax(axis=1),
-            det_index=dets,
-            velocity=box_vel[:, 4:],
-        )
-
-    def _select(self, keep: BoolArray) -> None:
-        self.mean, self.cov = self.mean[keep], self.cov[keep]
-        self.track_id, self.hits, self.misses = self.track_id[keep], self.hits[keep], self.misses[keep]
-        self.last_match_ts, self.votes = self.last_match_ts[keep], self.votes[keep]
+    def _select(self, keep: IntArray) -> None:
+        self._m, self._c = self._m.take(keep, axis=1), self._c.take(keep, axis=1)
+        self.track_id, self.hits, self.misses = self.track_id.take(keep), self.hits.take(keep), self.misses.take(keep)
+        self.last_match_ts, self.votes = self.last_match_ts.take(keep), self.votes.take(keep, axis=0)
 
     def _birth(self, detections: Detections, idx: IntArray, ts: float, confirm: bool) -> None:
         """Append tracks for detections ``idx`` (one concatenate per array, however many are born)."""
-        mean, cov = self.kf.initiate(xyxy_to_z(detections.xyxy[idx]))
+        mean, cov = self.kf.initiate(xyxy_to_z(detections.xyxy.take(idx, axis=0)))
         k = len(idx)
-        self.mean = np.concatenate([self.mean, mean])
-        self.cov = np.concatenate([self.cov, cov])
+        mean, cov = to_planar(mean, cov)
+        self._m = np.concatenate((self._m, mean), axis=1)
+        self._c = np.concatenate((self._c, cov), axis=1)
         ids = self._next_ids(k) if confirm else np.zeros(k, np.int64)
-        self.track_id = np.concatenate([self.track_id, ids])
-        self.hits = np.concatenate([self.hits, np.ones(k, np.int64)])
-        self.misses = np.concatenate([self.misses, np.zeros(k, np.int64)])
-        self.last_match_ts = np.concatenate([self.last_match_ts, np.full(k, ts)])
-        self.votes = np.concatenate([self.votes, np.zeros((k, self.votes.shape[1]))])
-        self._vote(np.arange(len(self.votes) - k, len(self.votes)), detections.class_id[idx],
-                   detections.confidence[idx])
+        self.track_id = np.concatenate((self.track_id, ids))
+        self.hits = np.concatenate((self.hits, np.ones(k, np.int64)))
+        self.misses = np.concatenate((self.misses, np.zeros(k, np.int64)))
+        self.last_match_ts = np.concatenate((self.last_match_ts, np.full(k, ts)))
+        cls = detections.class_id.take(idx)
+        votes = np.zeros((k, max(self.votes.shape[1], int(cls.max()) + 1)))
+        votes[np.arange(k), cls] = detections.confidence.take(idx)
+        if votes.shape[1] > self.votes.shape[1]:
+            grown = np.zeros((len(self.votes), votes.shape[1]))
+            grown[:, :self.votes.shape[1]] = self.votes
+            self.votes = grown
+        self.votes = np.concatenate((self.votes, votes))
