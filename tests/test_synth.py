@@ -1,0 +1,203 @@
+"""The synthetic scene generator: determinism, ground-truth consistency, labels, and counting from pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.config import parse_config
+from edge_agent.synth import NAMES, Scene, apply_homography, counting_lines, default_camera, render_clip
+from edge_agent.synth.clip import DEFAULT_MODEL
+from edge_agent.synth.dataset import render_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A 40-second clip at 10 fps: long enough for a full signal cycle, every movement class and crossings."""
+    out = tmp_path_factory.mktemp("clip")
+    return render_clip(seed=11, seconds=40, fps=10, out_dir=out)
+
+
+def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
+    a = render_clip(seed=5, seconds=2, fps=10, out_dir=tmp_path / "a")
+    b = render_clip(seed=5, seconds=2, fps=10, out_dir=tmp_path / "b")
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert a.crossings == b.crossings and np.array_equal(a.boxes, b.boxes)
+    c = render_clip(seed=6, seconds=2, fps=10, out_dir=tmp_path / "c")
+    assert _digest(tmp_path / "c")["clip.avi"] != _digest(tmp_path / "a")["clip.avi"]
+    assert not np.array_equal(a.boxes, c.boxes)
+
+
+def test_same_seed_gives_identical_frames() -> None:
+    first = [img for _, img, _, _ in Scene(3).frames(3)]
+    again = [img for _, img, _, _ in Scene(3).frames(3)]
+    assert all(np.array_equal(x, y) for x, y in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], first[2])   # things move
+
+
+def test_video_matches_truth(clip) -> None:  # type: ignore[no-untyped-def]
+    cap = cv2.VideoCapture(str(clip.out_dir / "clip.avi"))
+    n = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        assert frame.shape == (clip.height, clip.width, 3)
+        n += 1
+    assert n == clip.n_frames
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(clip.fps)
+
+
+def test_boxes_inside_image_and_mot_file(clip) -> None:  # type: ignore[no-untyped-def]
+    b = clip.boxes
+    assert len(b) > 100
+    assert (b[:, 2] >= 0).all() and (b[:, 3] >= 0).all()
+    assert (b[:, 4] <= clip.width).all() and (b[:, 5] <= clip.height).all()
+    assert (b[:, 4] > b[:, 2]).all() and (b[:, 5] > b[:, 3]).all()
+    assert ((b[:, 7] >= 0) & (b[:, 7] <= 1)).all()
+    assert set(np.unique(b[:, 6]).astype(int)) <= set(range(len(NAMES)))
+    rows = np.loadtxt(clip.out_dir / "gt.txt", delimiter=",").reshape(-1, 9)
+    assert len(rows) == len(b)
+    assert rows[:, 0].min() == 1 and rows[:, 0].max() <= clip.n_frames      # MOT frames are 1-based
+    classes = {t.id: t.class_name for t in clip.tracks}
+    assert all(NAMES[int(r[7]) - 1] == classes[int(r[1])] for r in rows)
+    seen = Counter(t.class_name for t in clip.tracks)
+    assert {"person", "car"} <= set(seen) and len(seen) >= 4, seen
+
+
+def test_crossings_agree_with_routes(clip) -> None:  # type: ignore[no-untyped-def]
+    """A vehicle enters through the line of its origin arm and leaves through its destination's."""
+    assert len(clip.crossings) >= 10
+    tracks = {t.id: t for t in clip.tracks}
+    lines = {ln.id: ln for ln in clip.lines}
+    for c in clip.crossings:
+        t = tracks[c.track_id]
+        assert t.first_frame <= c.frame <= t.last_frame
+        if t.origin is None:
+            continue
+        assert c.line_id == (t.origin if c.direction == "in" else t.destination), (c, t)
+        # the anchor at the crossing frame is on the side the direction names
+        row = clip.boxes[(clip.boxes[:, 0] == c.frame) & (clip.boxes[:, 1] == c.track_id)][0]
+        anchor = np.array([(row[2] + row[4]) / 2, row[5]])
+        ln = lines[c.line_id]
+        (x1, y1), (x2, y2) = ln.p1, ln.p2
+        side = (x2 - x1) * (anchor[1] - y1) - (y2 - y1) * (anchor[0] - x1)
+        on_in_side = (side > 0) == (ln.in_side == "right")
+        assert on_in_side == (c.direction == "in")
+    assert sum(1 for c in clip.crossings if c.direction == "in") >= 5
+    moves = clip.movements()
+    assert all(o != d for o, d, _ in moves)
+
+
+def test_speeds_match_positions(clip) -> None:  # type: ignore[no-untyped-def]
+    tr = clip.trajectories
+    dt = 1 / clip.fps
+    checked = 0
+    for tid in np.unique(tr[:, 1]):
+        t = tr[tr[:, 1] == tid]
+        step = np.hypot(*np.diff(t[:, 2:4], axis=0).T) / dt
+        expected = (t[:-1, 5] + t[1:, 5]) / 2         # trapezoidal integration of the speed
+        ok = np.diff(t[:, 0]) == 1
+        assert np.all(step[ok] <= expected[ok] * 1.005 + 1e-3), tid     # a chord is never longer than its arc
+        straight = ok & (np.abs(np.diff(t[:, 4])) < 0.02)               # ... and equal to it on straights
+        assert np.all(np.abs(step[straight] - expected[straight]) <= 0.005 * expected[straight] + 1e-3), tid
+        checked += int(straight.sum())
+    assert checked > 500
+    assert tr[:, 5].max() > 8 and (tr[:, 5] >= 0).all()
+    assert (tr[:, 5] < 0.1).any()                      # someone waits at a red light
+
+
+def test_homography_puts_feet_under_boxes(clip) -> None:  # type: ignore[no-untyped-def]
+    """The ground point of a pedestrian maps to the bottom centre of its box."""
+    h = np.asarray(clip.ground_to_image)
+    inv = np.asarray(clip.image_to_ground)
+    assert np.allclose(h @ inv / (h @ inv)[2, 2], np.eye(3), atol=1e-9)
+    people = {t.id for t in clip.tracks if t.class_name == "person"}
+    b, tr = clip.boxes, clip.trajectories
+    errs = []
+    for row in b[(b[:, 7] > 0.99) & np.isin(b[:, 1], list(people))]:
+        x1, y1, x2, y2 = row[2:6]
+        if x1 <= 0 or y1 <= 0 or x2 >= clip.width or y2 >= clip.height:
+            continue
+        g = tr[(tr[:, 0] == row[0]) & (tr[:, 1] == row[1])][0, 2:4]
+        u, v = apply_homography(h, g)[0]
+        errs.append((u - (x1 + x2) / 2, v - y2, y2 - y1))
+    e = np.array(errs)
+    assert len(e) > 20
+    # the box bottom is the lower foot: within half a stride (~0.3 of the height) of the ground point
+    assert np.all(np.abs(e[:, 1]) <= 0.3 * e[:, 2] + 2)
+    assert np.all(np.abs(e[:, 0]) <= 0.35 * e[:, 2] + 2)
+    assert np.median(np.abs(e[:, 1])) <= 0.1 * np.median(e[:, 2]) + 1
+
+
+def test_yolo_labels_match_rendered_objects(tmp_path: Path) -> None:
+    stats = render_dataset(tmp_path, [4], "train", stills_per_scene=3, every=2, fps=4, demo_camera_share=1.0)
+    assert stats.images == 3 and stats.labels > 5
+    data = (tmp_path / "data.yaml").read_text()
+    assert "images/train" in data and "person" in data
+    bg = Scene(4, 4.0, default_camera(), warmup_s=0).background    # same seed: same road
+    for img_path in sorted((tmp_path / "images" / "train").glob("*.jpg")):
+        img = cv2.imread(str(img_path))
+        h, w = img.shape[:2]
+        lines = (tmp_path / "labels" / "train" / f"{img_path.stem}.txt").read_text().split("\n")
+        for line in filter(None, lines):
+            c, cx, cy, bw, bh = map(float, line.split())
+            assert 0 <= int(c) < len(NAMES) and 0 < bw <= 1 and 0 < bh <= 1
+            assert bw / 2 <= cx <= 1 - bw / 2 + 1e-6 and bh / 2 <= cy <= 1 - bh / 2 + 1e-6
+            x1, y1 = int((cx - bw / 2) * w), int((cy - bh / 2) * h)
+            x2, y2 = int(math.ceil((cx + bw / 2) * w)), int(math.ceil((cy + bh / 2) * h))
+            diff = np.abs(img[y1:y2, x1:x2].astype(int) - bg[y1:y2, x1:x2].astype(int)).sum(axis=2)
+            assert (diff > 60).mean() > 0.15, (img_path.name, line)     # something was drawn there
+
+
+def test_committed_config_matches_the_generator() -> None:
+    path = ROOT / "configs" / "synthetic.yaml"
+    cfg = parse_config(path.read_text(), path, check_files=False)
+    lines = {ln.id: ln for ln in cfg.cameras[0].lines}
+    for truth in counting_lines(default_camera()):
+        ln = lines[truth.id]
+        assert (ln.p1, ln.p2, ln.in_side) == (truth.p1, truth.p2, truth.in_side)
+    assert cfg.model.path.name == DEFAULT_MODEL.name
+
+
+@pytest.mark.slow
+def test_counts_from_pixels_match_truth(tmp_path: Path) -> None:
+    """Detector + tracker + line counters on a fresh clip give the generator's counts by class and direction."""
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"{DEFAULT_MODEL} not built yet (scripts/train_default_model.py)")
+    from edge_agent.counting import LineCounter
+    from edge_agent.detection import Detector
+    from edge_agent.tracking import Tracker, TrackerConfig
+
+    truth = render_clip(seed=2024, seconds=30, fps=10, out_dir=tmp_path)
+    det = Detector(DEFAULT_MODEL, confidence=0.1, device="cpu")
+    assert det.names == list(NAMES)
+    tracker = Tracker(TrackerConfig())
+    counters = [LineCounter(ln.id, ln.p1, ln.p2, ln.in_side, "junction", det.names) for ln in truth.lines]
+    cap = cv2.VideoCapture(str(tmp_path / "clip.avi"))
+    got: Counter[tuple[str, str, str]] = Counter()
+    k = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        tracks = tracker.update(det(frame), k / truth.fps)
+        for counter in counters:
+            for ev in counter.update(tracks, k / truth.fps):
+                got[(ev.line_id, ev.direction.value, ev.class_name)] += 1
+        k += 1
+    want = truth.line_counts()
+    assert sum(want.values()) >= 10
+    assert got == want, f"missing {want - got}, extra {got - want}"
