@@ -122,8 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, c.nodes())
             elif url.path == "/api/flows":
                 self._json(200, c.flows(float(q.get("minutes", 60)), q.get("camera")))
-            elif url.path in ("/api/plans", "/api/lighting", "/api/recommendations"):
+            elif url.path in ("/api/plans", "/api/lighting", "/api/recommendations", "/api/lighting/schedule"):
                 kind = {"/api/plans": "plan", "/api/lighting": "lighting",
+                        "/api/lighting/schedule": "lighting_schedule",
                         "/api/recommendations": "recommendations"}[url.path]
                 self._json(200, c.decisions(kind))
             elif url.path == "/api/alerts":

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from edge_agent import __version__
@@ -26,10 +27,12 @@ class Controller:
         cfg: validated configuration.
         forecaster: optional flow forecaster for the decision round (issue 8).
         connect: start the MQTT client (False: ingest through :meth:`Ingestor.handle` only).
+        clock: time source of the decisions (Unix s; a simulator passes its own).
 
     """
 
-    def __init__(self, cfg: ControllerConfig, forecaster: Forecaster | None = None, connect: bool = True):
+    def __init__(self, cfg: ControllerConfig, forecaster: Forecaster | None = None, connect: bool = True,
+                 clock: Callable[[], float] = time.time):
         self.cfg = cfg
         url = None
         if cfg.store.postgres_url_env:
@@ -41,11 +44,16 @@ class Controller:
         self.backend = "postgres" if url else f"sqlite {cfg.store.sqlite}"
         self.mqtt: ControllerClient | None = None
         self.decider: Decider | None = None
+        if forecaster is None and cfg.forecast.enabled:
+            from edge_agent.controller.forecast_decisions import DecisionForecaster
+
+            forecaster = DecisionForecaster(cfg.forecast)
         if cfg.control.decide:
-            self.decider = Decider(cfg, self.store, self, forecaster)
+            self.decider = Decider(cfg, self.store, self, forecaster, clock=clock)
         d = self.decider
         self.ingestor = Ingestor(self.store, cfg.mqtt.topic_prefix, cfg.store.batch_max,
-                                 on_presence=None, on_choice=d.choice if d else None,
+                                 on_presence=d.presence if d and d.actuators else None,
+                                 on_choice=d.choice if d else None,
                                  on_meter=d.meter_reading if d else None)
         self.api = None
         if cfg.http.enabled:
@@ -54,6 +62,7 @@ class Controller:
             self.api = ApiServer(cfg.http, self)
         self.stop = threading.Event()
         self._loop = threading.Thread(target=self._decide_loop, name="decide", daemon=True)
+        self._phases = threading.Thread(target=self._phase_loop, name="phases", daemon=True)
         self._published: list[Outbound] = []
         if connect:
             self.mqtt = ControllerClient(cfg.mqtt, self.ingestor.handle, subscriptions(cfg.mqtt, cfg.control.decide))
@@ -70,6 +79,8 @@ class Controller:
             self.api.start()
         if self.decider is not None:
             self._loop.start()
+            if self.decider.actuators:
+                self._phases.start()
         log.info("controller %s %s: store %s, %d intersection(s), %d lighting segment(s), %d service area(s)",
                  __version__, self.cfg.mqtt.client_id, self.backend, len(self.cfg.intersections),
                  len(self.cfg.lighting.segments), len(self.cfg.services.areas))
@@ -86,10 +97,22 @@ class Controller:
             except Exception:  # noqa: BLE001 - keep deciding next period; the log has the trace
                 log.exception("decision round failed")
 
+    def _phase_loop(self) -> None:
+        """Presence-driven phase decisions every ``actuation.tick_s`` (the shortest of the intersections)."""
+        assert self.decider is not None
+        tick = min(a.act.tick_s for a in self.decider.actuators.values())
+        while not self.stop.wait(tick):
+            try:
+                self.decider.tick_phases()
+            except Exception:  # noqa: BLE001 - keep the signals running; the log has the trace
+                log.exception("phase tick failed")
+
     def close(self) -> None:
         self.stop.set()
         if self._loop.is_alive():
             self._loop.join(10)
+        if self._phases.is_alive():
+            self._phases.join(10)
         if self.mqtt is not None:
             self.mqtt.close()
         self.ingestor.flush()

@@ -110,6 +110,28 @@ class ApproachConfig(Section):
                                 description="lane ids of the presence messages (camera:lane) on this approach")
 
 
+class ActuationConfig(Section):
+    """Second-by-second gap-out/extension within Webster's bounds, from presence messages (actuation.py)."""
+
+    enabled: bool = Field(True, description="run the presence-driven phase control for this intersection")
+    tick_s: float = Field(0.5, gt=0, le=5, description="seconds between two decisions")
+    max_green_factor: float = Field(
+        1.5, ge=1, le=5, description="a green ends at Webster's green x this (within min/max_green_s)")
+    gap_out_veh: int = Field(0, ge=0, description="end the green once the served lanes have at most this many "
+                                                  "vehicles in their extension zones (near_veh)")
+    queue_weight: float = Field(1.0, ge=0, description="weight of a stopped vehicle in a phase's demand")
+    queue_per_extending_veh: float | None = Field(
+        3.0, gt=0, description="also end the green (after min green) when another phase has more than this many "
+                                "stopped vehicles per vehicle still extending it; null: gap-out only")
+    extension_zone_s: float | None = Field(
+        3.0, gt=0, description="seconds a vehicle takes through the extension zone (zone length / speed); when "
+                                "set, the green also ends once the delay it saves (extending vehicles x the red "
+                                "they would wait) is less than the delay it costs the vehicles of the next phase")
+    rest_in_green: bool = Field(True, description="keep the green while no other phase has demand")
+    stale_after_s: float = Field(3.0, gt=0, description="presence older than this: fall back to Webster's "
+                                                        "fixed greens")
+
+
 class IntersectionConfig(Section):
     id: str = Field(pattern=ID_PATTERN)
     min_cycle_s: float = Field(40.0, gt=0, le=600)
@@ -120,6 +142,8 @@ class IntersectionConfig(Section):
         0.9, gt=0.3, lt=1.0, description="over-saturation guard: Y above this is capped and the plan flagged")
     approaches: list[ApproachConfig] = Field(min_length=1)
     phases: list[PhaseConfig] = Field(min_length=2)
+    actuation: ActuationConfig | None = Field(
+        None, description="presence-driven phase control (needs presence lanes on the approaches); null: off")
 
     @model_validator(mode="after")
     def _references(self) -> IntersectionConfig:
@@ -138,6 +162,14 @@ class IntersectionConfig(Section):
         unserved = [a for a in known if a not in served]
         if unserved:
             raise ValueError(f"approach(es) {', '.join(unserved)} are in no phase; every approach needs a green")
+        if self.actuation is not None and self.actuation.enabled:
+            bare = [a.id for a in self.approaches if not a.presence]
+            if bare:
+                raise ValueError(f"actuation needs presence lanes on every approach; none on {', '.join(bare)}")
+            for a in self.approaches:
+                for ln in a.presence:
+                    if ln.count(":") != 1 or not all(ln.split(":")):
+                        raise ValueError(f"approach {a.id}: presence lane {ln!r} is not 'camera:lane'")
         return self
 
 
@@ -301,6 +333,40 @@ class HTTPConfig(Section):
             return False
 
 
+class ForecastConfig(Section):
+    """Flow forecasts (forecast.py) in the decisions: next period's signal plans and tonight's lighting schedule."""
+
+    enabled: bool = Field(False, description="learn a forecaster per counting line and direction from the stored "
+                                             "interval records, online")
+    tz: str = Field("UTC", description="local time zone of the roads (IANA name): hour of week, holidays")
+    holidays: Literal["us", "none"] = Field("us", description="holiday calendar of the calendar features")
+    warmup_weeks: int = Field(2, ge=1, le=52, description="a line's forecast is used once its hour-of-week "
+                                                          "profile has seen every slot this many times")
+    signals: bool = Field(True, description="plan signals for the validity window from the forecast")
+    lighting_schedule: bool = Field(True, description="publish each segment's 24 h dimming schedule from the "
+                                                      "forecast on {prefix}/lighting/{segment}/schedule, and "
+                                                      "dim by it when the live data is missing")
+    live_tolerance: float = Field(
+        0.3, ge=0, description="live correction: a measured flow that differs from the forecast by more than this "
+                               "fraction (and by more than live_tolerance_veh_h) replaces it")
+    live_tolerance_veh_h: float = Field(60.0, ge=0)
+    latitude: float = Field(44.98, ge=-90, le=90, description="of the lit roads: darkness from sun elevation")
+    longitude: float = Field(-93.27, ge=-180, le=180)
+    sun_elevation_deg: float = Field(-0.833, ge=-18, le=5, description="lamps on below this (-0.833 = sunset)")
+    margin: float = Field(1.0, ge=0, description="the schedule plans for forecast + margin x recent error")
+
+    @field_validator("tz")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(v)
+        except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError or ValueError for odd names
+            raise ValueError(f"unknown time zone {v!r} (expected an IANA name such as Europe/Paris)") from None
+        return v
+
+
 class ControllerConfig(Section):
     mqtt: ControllerMQTT = Field(default_factory=ControllerMQTT)  # type: ignore[arg-type]
     store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
@@ -311,6 +377,7 @@ class ControllerConfig(Section):
     lighting: LightingConfig = Field(default_factory=LightingConfig)  # type: ignore[arg-type]
     services: ServicesConfig = Field(default_factory=ServicesConfig)  # type: ignore[arg-type]
     http: HTTPConfig = Field(default_factory=HTTPConfig)  # type: ignore[arg-type]
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _unique(self) -> ControllerConfig:

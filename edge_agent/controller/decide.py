@@ -15,10 +15,21 @@ every decision sees every camera. Each round:
 5. each service area gets a ranking, published retained on
    ``{prefix}/services/{id}/recommendations``.
 
-Forecast hook: a :class:`Forecaster` (issue 8, ``controller/forecast.py``)
-passed to :class:`Decider` is asked for every line's flow over the validity
-window; where it answers, its value replaces the measured one in plans and
-lighting, and the plan says ``"source": "forecast"``.
+Forecasts: a :class:`Forecaster` (``forecast: {enabled: true}`` in the YAML
+gives :class:`~edge_agent.controller.forecast_decisions.DecisionForecaster`,
+fed here with every new interval record) is asked for every line's flow over
+the validity window; where it answers (a warm line), its value replaces the
+measured one in plans and the plan says ``"source": "forecast"`` (``mixed``
+when only some lines had one), unless a fresh measurement differs from it by
+more than ``forecast.live_tolerance`` (live correction, noted in the plan).
+Lighting gets a 24 h schedule from the forecast, published on
+``{prefix}/lighting/{id}/schedule`` once an hour; live counts set the level,
+and without them the schedule's planned volume does (not full power).
+
+Presence: intersections with an ``actuation`` section get a
+:class:`~edge_agent.controller.actuation.PhaseActuator`, fed by the ingest's
+presence hook (:meth:`Decider.presence`), bounded by each new plan, and ticked
+by :meth:`Decider.tick_phases` (the controller's phase thread).
 """
 
 from __future__ import annotations
@@ -33,8 +44,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edge_agent.controller.actuation import Interval, PhaseActuator
 from edge_agent.controller.anomalies import AnomalyDetector
 from edge_agent.controller.config import AreaConfig, ControllerConfig, HealthConfig, LineRef
+from edge_agent.controller.forecast_decisions import DecisionForecaster
 from edge_agent.controller.lighting import DimmingController
 from edge_agent.controller.mqtt_io import Outbound
 from edge_agent.controller.services import ATTRIBUTES, bpr_time, fit_mnl, probabilities
@@ -62,8 +75,16 @@ def signal_topic(prefix: str, intersection: str) -> str:
     return f"{prefix}/signals/{intersection}/plan"
 
 
+def phase_topic(prefix: str, intersection: str) -> str:
+    return f"{prefix}/signals/{intersection}/phase"
+
+
 def lighting_topic(prefix: str, segment: str) -> str:
     return f"{prefix}/lighting/{segment}/set"
+
+
+def schedule_topic(prefix: str, segment: str) -> str:
+    return f"{prefix}/lighting/{segment}/schedule"
 
 
 def services_topic(prefix: str, area: str) -> str:
@@ -95,6 +116,8 @@ class Decider:
         self.clock = clock
         self.prefix = cfg.mqtt.topic_prefix
         self.planners = {i.id: SignalPlanner(i) for i in cfg.intersections}
+        self.actuators = {i.id: PhaseActuator(i, clock) for i in cfg.intersections
+                          if i.actuation is not None and i.actuation.enabled}
         self.dimmers = {s.id: DimmingController(s) for s in cfg.lighting.segments}
         self.areas = {a.id: a for a in cfg.services.areas}
         self.betas = {a.id: np.array([getattr(a.coefficients, k) for k in ATTRIBUTES]) for a in cfg.services.areas}
@@ -104,7 +127,10 @@ class Decider:
         self.cursor = 0  # last stats id fed to anomalies/occupancy
         self.silent: set[str] = set()
         self.overrides: dict[str, tuple[float, float]] = {}  # segment -> (level, until)
-        self.latest: dict[str, dict[str, dict[str, Any]]] = {"plan": {}, "lighting": {}, "recommendations": {}}
+        self.latest: dict[str, dict[str, dict[str, Any]]] = {"plan": {}, "lighting": {}, "recommendations": {},
+                                                             "lighting_schedule": {}}
+        self.forecast_live = forecaster if isinstance(forecaster, DecisionForecaster) else None
+        self._schedule_hour: dict[str, int] = {}
         self.rounds = 0
         self.lock = threading.RLock()
         self._choices_fitted: dict[str, int] = {}
@@ -122,22 +148,37 @@ class Decider:
         return {k: LineFlow(int(v[0]), v[1], v[2]) for k, v in acc.items()}
 
     def ref_flow(self, refs: list[LineRef], flows: dict[tuple[str, str, str], LineFlow], now: float,
-                 missing: list[str]) -> tuple[float | None, str]:
-        """Sum of the referenced lines' flows (veh/h); None when none of them has data."""
-        total, seen, source = 0.0, False, "measured"
+                 missing: list[str], use_forecast: bool = True,
+                 notes: list[str] | None = None) -> tuple[float | None, str]:
+        """Sum of the referenced lines' flows (veh/h); None when none of them has data.
+
+        With a forecaster (and ``use_forecast``), a line's flow is its forecast over the validity window,
+        unless a fresh measured flow differs from it by more than ``forecast.live_tolerance`` (live correction).
+        """
+        total, seen, sources = 0.0, False, set()
         horizon = self.cfg.plan_validity_s
+        tol = self.cfg.forecast
         for r in refs:
             for d in (("in", "out") if r.direction == "both" else (r.direction,)):
                 fc = (self.forecaster.flow_veh_h(r.camera, r.line, d, now, now + horizon)
-                      if self.forecaster is not None else None)
-                if fc is not None:
-                    total, seen, source = total + fc, True, "forecast"
-                    continue
+                      if self.forecaster is not None and use_forecast else None)
                 f = flows.get((r.camera, r.line, d))
+                if fc is not None and f is not None and abs(f.veh_h - fc) > max(tol.live_tolerance * fc,
+                                                                                 tol.live_tolerance_veh_h):
+                    if notes is not None:
+                        notes.append(f"{r.camera}/{r.line}/{d}: measured {f.veh_h:.0f} veh/h replaces the forecast "
+                                     f"{fc:.0f} (live correction)")
+                    fc = None
+                if fc is not None:
+                    total, seen = total + fc, True
+                    sources.add("forecast")
+                    continue
                 if f is None:
                     missing.append(f"{r.camera}/{r.line}/{d}")
                     continue
                 total, seen = total + f.veh_h, True
+                sources.add("measured")
+        source = "mixed" if len(sources) > 1 else (sources.pop() if sources else "measured")
         return (total if seen else None), source
 
     # ------------------------------------------------------------ round
@@ -186,6 +227,9 @@ class Decider:
             self.cursor = max(self.cursor, s.stats_id)
             key = (s.camera_id, s.line_id, s.direction)
             self.net_counts[key] = self.net_counts.get(key, 0) + s.vehicles
+            if self.forecast_live is not None:
+                self.forecast_live.observe(s.camera_id, s.line_id, s.direction, s.start_ts, s.end_ts, s.observed_s,
+                                           s.vehicles)
             length = s.end_ts - s.start_ts
             a = self.anomalies.observe(s.camera_id, s.line_id, s.direction, s.start_ts, length, s.observed_s,
                                        s.vehicles)
@@ -201,31 +245,65 @@ class Decider:
         approach_flows: dict[str, float | None] = {}
         sources = set()
         lines_missing: list[str] = []
+        corrections: list[str] = []
         for a in planner.cfg.approaches:
-            approach_flows[a.id], src = self.ref_flow(a.flows, flows, now, lines_missing)
+            approach_flows[a.id], src = self.ref_flow(a.flows, flows, now, lines_missing, notes=corrections)
             if approach_flows[a.id] is not None:
                 sources.add(src)
         if all(v is None for v in approach_flows.values()):
             return  # nothing measured yet: keep the last plan (or the controller's own fixed plan)
         plan = planner.plan(approach_flows)
+        plan.notes.extend(corrections)
+        if iid in self.actuators:
+            self.actuators[iid].set_plan(plan)
         used = [f for (c, ln, d), f in flows.items()]
         window = {"intervals_per_line": self.cfg.control.flow_intervals,
                   "latest_interval_end": iso(max((f.last_end for f in used), default=None)),
                   "lines_missing": sorted(set(lines_missing))}
         doc = plan_payload(plan, now, now + self.cfg.plan_validity_s,
-                           "forecast" if sources == {"forecast"} else ("mixed" if len(sources) > 1 else "measured"),
+                           sources.pop() if len(sources) == 1 else "mixed",
                            window)
         self.latest["plan"][iid] = doc
         self.store.add_decision("plan", iid, doc, now)
         self._publish(signal_topic(self.prefix, iid), doc, retain=True)
 
+    # ------------------------------------------------------------ presence-driven phases
+    def presence(self, camera: str, doc: dict[str, Any]) -> None:
+        """The Ingestor's ``on_presence`` hook: feed every intersection that has lanes on this camera."""
+        from edge_agent.controller.ingest import Invalid
+
+        now = self.clock()
+        with self.lock:
+            for act in self.actuators.values():
+                try:
+                    act.on_presence(camera, doc, now)
+                except ValueError as exc:
+                    raise Invalid("presence", str(exc)) from None
+
+    def tick_phases(self, now: float | None = None) -> dict[str, Interval]:
+        """Advance every actuated intersection; publish and return the intervals that changed."""
+        now = self.clock() if now is None else now
+        changed: dict[str, Interval] = {}
+        with self.lock:
+            for iid, act in self.actuators.items():
+                iv = act.tick(now)
+                if iv is not None:
+                    changed[iid] = iv
+                    self._publish(phase_topic(self.prefix, iid), iv.to_json(iid), retain=True)
+        return changed
+
     # ------------------------------------------------------------ lighting
     def _lighting(self, sid: str, flows: dict[tuple[str, str, str], LineFlow], now: float) -> None:
         dim = self.dimmers[sid]
         missing: list[str] = []
-        flow, _ = self.ref_flow(dim.cfg.flows, flows, now, missing)
+        flow, _ = self.ref_flow(dim.cfg.flows, flows, now, missing, use_forecast=False)
+        schedule = self._lighting_schedule(sid, flow, now)
         override = self.overrides.get(sid)
         reason = "traffic"
+        if flow is None and schedule is not None:
+            at = self.forecast_live.level_now(schedule, now) if self.forecast_live else None
+            if at is not None:
+                flow, reason = at[1], "no fresh traffic data: planned volume of the forecast schedule"
         if override is not None and override[1] > now:
             dim.state.flow_veh_h = flow
             level_before = dim.state.level
@@ -239,6 +317,8 @@ class Decider:
             changed = dim.update(flow, now, hour_of_day(now))
             if flow is None:
                 reason = "no fresh traffic data: full power (fail safe)"
+            elif schedule is not None and reason == "traffic":
+                reason = "traffic (live correction of the forecast schedule)"
         st = dim.state
         doc = {"schema": "edge-agent/lighting-set", "schema_version": 1, "segment": sid,
                "level": round(st.level or 1.0, 3), "at": iso(now), "reason": reason,
@@ -254,6 +334,24 @@ class Decider:
             self._published_lighting.add(sid)
             self.store.add_decision("lighting", sid, doc, now)
             self._publish(lighting_topic(self.prefix, sid), doc, retain=True)
+
+    def _lighting_schedule(self, sid: str, live: float | None, now: float) -> dict[str, Any] | None:
+        """Tonight's schedule from the forecast, recomputed and published once per hour (None without one)."""
+        fl = self.forecast_live
+        if fl is None or not self.cfg.forecast.lighting_schedule:
+            return None
+        hour = int(now // 3600)
+        doc = self.latest["lighting_schedule"].get(sid)
+        if doc is not None and self._schedule_hour.get(sid) == hour:
+            return doc
+        doc = fl.lighting_schedule(self.dimmers[sid].cfg, now, live)
+        if doc is None:
+            return None
+        self._schedule_hour[sid] = hour
+        self.latest["lighting_schedule"][sid] = doc
+        self.store.add_decision("lighting_schedule", sid, doc, now)
+        self._publish(schedule_topic(self.prefix, sid), doc, retain=True)
+        return doc
 
     def override_lighting(self, sid: str, level: float, until: float) -> dict[str, Any]:
         """Operator command: hold a segment at ``level`` until ``until`` (Unix s)."""
