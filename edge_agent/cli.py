@@ -109,7 +109,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         pub = MqttPublisher(cfg.mqtt, f"{cfg.mqtt.client_id}-{cam.id}", status_topic(cfg.mqtt.topic_prefix, cam.id),
                             spool, cfg.spool.max_inflight, cfg.spool.rate)
         publishers.append(pub)
-        pipe = CameraPipeline(cam, cfg, detector, pub, metrics, identity)
+        annotate = None
+        if args.annotate is not None:
+            annotate = args.annotate if len(cfg.cameras) == 1 else args.annotate.with_stem(
+                f"{args.annotate.stem}-{cam.id}")
+        pipe = CameraPipeline(cam, cfg, detector, pub, metrics, identity, annotate)
         pipelines[cam.id] = pipe
 
         def work(p: CameraPipeline = pipe) -> None:
@@ -160,10 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run every configured camera")
     run.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
+    run.add_argument("--annotate", type=Path, metavar="VIDEO",
+                     help="also write an annotated video (boxes, ids, trails, lines, counts); with several "
+                          "cameras, one file each, named VIDEO-<camera>")
     run.set_defaults(func=cmd_run)
     chk = sub.add_parser("check-config", help="validate a configuration and print a summary")
     chk.add_argument("config", type=Path)
     chk.set_defaults(func=cmd_check_config)
+    from edge_agent.demo import add_subparser as add_demo_subparser
+
+    add_demo_subparser(sub)
     # --- the central controller (edge_agent/controller): `edge-agent controller -c controller.yaml`
     from edge_agent.controller.__main__ import add_subparser as add_controller_subparser
 

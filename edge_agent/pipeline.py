@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
 from edge_agent.aggregation import IntervalAggregator
+from edge_agent.annotate import Annotator
 from edge_agent.config import AgentConfig, CameraConfig, TrackerSection
 from edge_agent.counting import LineCounter
 from edge_agent.detection import Detector
@@ -54,11 +56,15 @@ class CameraPipeline:
         publisher: where messages go.
         metrics: the node's Prometheus metrics.
         identity: model and configuration fingerprints for the health record.
+        annotate: write an annotated video of this camera here (boxes, ids, lines, counts).
     """
 
     def __init__(self, cam: CameraConfig, cfg: AgentConfig, detector: Detector, publisher: Publisher,
-                 metrics: Metrics | None = None, identity: Mapping[str, str] | None = None):
+                 metrics: Metrics | None = None, identity: Mapping[str, str] | None = None,
+                 annotate: Path | None = None):
         self.cam = cam
+        self.annotate_path = annotate
+        self.annotator: Annotator | None = None
         self.cfg = cfg
         self.detector = detector
         self.publisher = publisher
@@ -142,6 +148,12 @@ class CameraPipeline:
         self.result.frames += 1
         self._window[1] += 1
         self._window[2] += inf_ms
+        if self.annotate_path is not None:
+            if self.annotator is None:
+                fps = self.source.fps if self.source else 10.0
+                self.annotator = Annotator(self.annotate_path, min(self.cam.fps_cap or fps, fps), self.detector.names,
+                                           self.counters)
+            self.annotator.add(frame, tracks, events)
         self._emit(self.aggregator.add_frame(frame.ts, inf_ms, dropped, events))
 
     def run(self, stop: threading.Event) -> CameraResult:
@@ -165,6 +177,8 @@ class CameraPipeline:
         except SourceError as exc:
             self.result.error = str(exc)
             log.error("%s", exc)
+        if self.annotator is not None:
+            self.annotator.close()
         if source.state == "streaming":
             source.state = "stopped"
         self._tick(time.monotonic(), force=True)
