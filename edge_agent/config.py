@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -31,6 +31,7 @@ from pydantic import (
 
 from edge_agent.types import Anchor
 
+M = TypeVar("M", bound=BaseModel)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ID_RULE = "1-64 characters of letters, digits, '_', '.', '-' (it becomes part of MQTT topics)"
 DEFAULT_FILE_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -361,9 +362,9 @@ def _line_of(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     return line
 
 
-def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+def _model_at(loc: Sequence[int | str], root_model: type[BaseModel]) -> type[BaseModel] | None:
     """The pydantic model class that holds the field at ``loc`` (for listing allowed keys)."""
-    tp: Any = AgentConfig
+    tp: Any = root_model
     for part in loc:
         if isinstance(part, int):
             args = [a for a in get_args(tp) if a is not type(None)]
@@ -385,11 +386,16 @@ def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
-def _describe(err: dict[str, Any]) -> str:
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p.startswith(("function-", "tuple[")))]
+def _clean_loc(loc: Sequence[int | str]) -> list[int | str]:
+    """The YAML path of a pydantic error location (without validator-wrapper entries)."""
+    return [p for p in loc if not (isinstance(p, str) and "[" in p and p.startswith(("function-", "tuple[")))]
+
+
+def _describe(err: dict[str, Any], root_model: type[BaseModel]) -> str:
+    loc = _clean_loc(err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if err["type"] == "extra_forbidden":
-        model = _model_at(loc[:-1])
+        model = _model_at(loc[:-1], root_model)
         allowed = ", ".join(model.model_fields) if model else "?"
         return f"{format_loc(loc)}: unknown key; allowed keys here: {allowed}"
     if err["type"] == "missing":
@@ -467,9 +473,12 @@ def expand_env(text: str, path: Path | str = "<string>") -> str:
     return out
 
 
-def parse_config(text: str, path: Path | str = "<string>", check_files: bool = True) -> AgentConfig:
-    """Parse and validate YAML text; raise :class:`ConfigError` naming every problem."""
-    path = Path(path)
+def read_yaml(text: str, path: Path | str = "<string>") -> tuple[yaml.Node | None, Any]:
+    """Expand ``${VAR}``, refuse tabs and duplicate keys, parse; return the node tree and the data.
+
+    Raises:
+        ConfigError: naming the line (and column) of the problem.
+    """
     text = expand_env(text, path)
     if "\t" in text:
         line = text[: text.index("\t")].count("\n") + 1
@@ -482,14 +491,26 @@ def parse_config(text: str, path: Path | str = "<string>", check_files: bool = T
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(path, [f"{where}not valid YAML: {problem}"]) from None
+    return root, data
+
+
+def validate_model(model: type[M], data: Any, root: yaml.Node | None, path: Path | str) -> M:
+    """Validate parsed YAML into ``model``; every problem named by line, YAML path, value and rule."""
     if not isinstance(data, dict):
-        raise ConfigError(path, [f"expected a mapping with keys mqtt, model, statistics, tracker, cameras; "
+        raise ConfigError(path, [f"expected a mapping with keys {', '.join(model.model_fields)}; "
                                  f"got {type(data).__name__}"])
     try:
-        cfg = AgentConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(path, [f"line {_line_of(root, e['loc'])}: {_describe(dict(e))}"
+        raise ConfigError(path, [f"line {_line_of(root, _clean_loc(e['loc']))}: {_describe(dict(e), model)}"
                                  for e in exc.errors()]) from None
+
+
+def parse_config(text: str, path: Path | str = "<string>", check_files: bool = True) -> AgentConfig:
+    """Parse and validate YAML text; raise :class:`ConfigError` naming every problem."""
+    path = Path(path)
+    root, data = read_yaml(text, path)
+    cfg = validate_model(AgentConfig, data, root, path)
     cfg = _resolve_paths(cfg, path.parent if path.name != "<string>" else Path.cwd())
     if check_files:
         problems = _check_files(cfg, root)

@@ -1,8 +1,7 @@
 """YAML configuration of the central controller, validated into typed models.
 
-Same conventions as the camera node's :mod:`edge_agent.config` (and its
-helpers: :class:`ConfigError`, ``format_loc``, the duplicate-refusing YAML
-loader): every section refuses unknown keys, and errors read
+Same conventions and the same parsing as the camera node's :mod:`edge_agent.config`
+(``read_yaml``, ``validate_model``): every section refuses unknown keys, and errors read
 ``line N: yaml.path[0].field: problem, got VALUE``.
 
 A *line reference* ``{camera, line, direction}`` names one counting line of one
@@ -15,12 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge_agent.config import (
     ID_PATTERN,
@@ -28,10 +25,8 @@ from edge_agent.config import (
     MQTTConfig,
     Section,
     _check_unique,
-    _describe,
-    _line_of,
-    _StrictLoader,
-    format_loc,
+    read_yaml,
+    validate_model,
 )
 
 Direction = Literal["in", "out", "both"]
@@ -392,57 +387,11 @@ class ControllerConfig(Section):
 # ---------------------------------------------------------------- loading
 
 
-def _allowed_keys(loc: Sequence[int | str]) -> str:
-    """Keys allowed in the mapping at ``loc`` of a ControllerConfig document."""
-    tp: Any = ControllerConfig
-    for part in loc:
-        while get_origin(tp) is not None:  # list[X], X | None
-            args = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
-            if not args:
-                return "?"
-            tp = args[0]
-        if isinstance(part, int):
-            continue
-        if not (isinstance(tp, type) and issubclass(tp, BaseModel)) or part not in tp.model_fields:
-            return "?"
-        tp = tp.model_fields[part].annotation
-    while get_origin(tp) is not None:
-        args = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
-        tp = args[0] if args else None
-    return ", ".join(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else "?"
-
-
-def _problem(root: yaml.Node | None, err: dict[str, Any]) -> str:
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p.startswith(("function-", "tuple[")))]
-    if err["type"] == "extra_forbidden":
-        text = f"{format_loc(loc)}: unknown key; allowed keys here: {_allowed_keys(loc[:-1])}"
-    else:
-        text = _describe(err)  # same wording as the agent's configuration errors
-    return f"line {_line_of(root, loc)}: {text}"
-
-
 def parse_controller_config(text: str, path: Path | str = "<string>") -> ControllerConfig:
     """Parse and validate YAML text; raise :class:`ConfigError` naming every problem."""
     path = Path(path)
-    if "\t" in text:
-        line = text[: text.index("\t")].count("\n") + 1
-        raise ConfigError(path, [f"line {line}: a tab character; YAML indents with spaces only"])
-    try:
-        root = yaml.compose(text, Loader=_StrictLoader)
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(path, [f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(path, [f"expected a mapping with keys {', '.join(ControllerConfig.model_fields)}; "
-                                 f"got {type(data).__name__}"])
-    try:
-        cfg = ControllerConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(path, [_problem(root, dict(e)) for e in exc.errors()]) from None
+    root, data = read_yaml(text, path)
+    cfg = validate_model(ControllerConfig, {} if data is None else data, root, path)
     return _resolve_paths(cfg, path.parent if path.name != "<string>" else Path.cwd())
 
 
