@@ -50,16 +50,75 @@ class Invalid(ValueError):
         self.reason = reason
 
 
-@cache
-def _validator(name: str) -> Any:
-    """A compiled JSON Schema validator, or None if no schema of that name ships."""
-    import jsonschema
+def _no_fetch(uri: str) -> Any:
+    raise Invalid("schema", f"schema refers to {uri!r}; the controller fetches nothing, schemas must be local")
 
+
+class _NoFetch(dict):  # type: ignore[type-arg]
+    """fastjsonschema's URI handlers: every scheme refused, so compiling never touches the network."""
+
+    def __contains__(self, scheme: object) -> bool:
+        return True
+
+    def __getitem__(self, scheme: str) -> Callable[[str], Any]:
+        return _no_fetch
+
+
+def _formats(node: Any, found: set[str]) -> set[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("format"), str):
+            found.add(node["format"])
+        for v in node.values():
+            _formats(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            _formats(v, found)
+    return found
+
+
+class SchemaValidator:
+    """One schema compiled once: a fast check (fastjsonschema) plus jsonschema for the reason of a refusal.
+
+    Both are set up like the controller always validated: formats not asserted
+    (``format`` is an annotation here, as with jsonschema's default of no format
+    checker; the interval times are parsed anyway). The schema's relative
+    ``$id`` is dropped for fastjsonschema, whose resolver would otherwise try to
+    fetch it as a URL, and every remote reference is refused.
+    """
+
+    def __init__(self, schema: dict[str, Any]):
+        import fastjsonschema
+        import jsonschema
+
+        local = {k: v for k, v in schema.items() if k != "$id"}
+        self._fast = fastjsonschema.compile(local, handlers=_NoFetch(),
+                                            formats={f: _any_format for f in _formats(schema, set())})
+        self._fast_error = fastjsonschema.JsonSchemaException
+        self._ref = jsonschema.validators.validator_for(schema)(schema, format_checker=None)
+
+    def check(self, doc: Any) -> None:
+        """Raise :class:`Invalid` (reason ``schema``) with the path and cause of the first error."""
+        try:
+            self._fast(doc)
+        except self._fast_error as exc:
+            errors = list(self._ref.iter_errors(doc))
+            if not errors:  # stricter than jsonschema (e.g. 1.0 for an integer): refused all the same
+                raise Invalid("schema", str(exc)) from None
+            err = min(errors, key=lambda e: len(e.path))
+            where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+            raise Invalid("schema", f"{where}: {err.message}") from None
+
+
+def _any_format(value: Any) -> bool:
+    return True
+
+
+@cache
+def _validator(name: str) -> SchemaValidator | None:
+    """A compiled validator, or None if no schema of that name ships."""
     if not resources.files("edge_agent.schemas").joinpath(f"{name}.json").is_file():
         return None
-    schema = load_schema(name)
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=None)
+    return SchemaValidator(load_schema(name))
 
 
 def validate_doc(family: str, doc: Any) -> None:
@@ -73,10 +132,7 @@ def validate_doc(family: str, doc: Any) -> None:
     if v is None:
         raise Invalid("schema_version", f"no schema {family}.v{version} in edge_agent/schemas; this controller "
                                         f"knows the versions shipped with it")
-    if not v.is_valid(doc):  # the fast path; error details only for the bad ones
-        err = min(v.iter_errors(doc), key=lambda e: len(e.path))
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise Invalid("schema", f"{where}: {err.message}")
+    v.check(doc)
 
 
 def _epoch(iso: str) -> float:
@@ -274,14 +330,16 @@ class Ingestor:
             return
         self._count("stored", len(stored))
         self._count("duplicate", len(dups))
-        for r in stored:
-            if r.seq is not None:
-                gap = self.store.record_seq(r.camera_id, r.seq)
-                if gap:
-                    self._count("seq_gap", gap)
-                    self.store.add_alert("sequence_gap", r.camera_id, f"camera {r.camera_id}: {gap} statistics "
-                                         f"message(s) missing before seq {r.seq} (broker queue overflow?)",
-                                         {"seq": r.seq, "missing": gap}, time.time())
+        try:
+            gaps = self.store.record_seqs(stored)
+        except Exception as exc:  # noqa: BLE001 - the rows are stored; gap detection must not stop the writer
+            log.error("recording sequence numbers of %d statistics failed: %s", len(stored), exc)
+            return
+        for r, gap in gaps:
+            self._count("seq_gap", gap)
+            self.store.add_alert("sequence_gap", r.camera_id, f"camera {r.camera_id}: {gap} statistics "
+                                 f"message(s) missing before seq {r.seq} (broker queue overflow?)",
+                                 {"seq": r.seq, "missing": gap}, time.time())
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued statistic is written."""

@@ -262,6 +262,41 @@ class Store:
                                   "END, seq_gaps = nodes.seq_gaps + excluded.seq_gaps"), (camera_id, seq, gap))
         return gap
 
+    def record_seqs(self, rows: Sequence[StatsRow]) -> list[tuple[StatsRow, int]]:
+        """:meth:`record_seq` for a batch, in one transaction: one read and one upsert per camera.
+
+        Returns (row, skipped numbers before it) for each row whose gap is not 0, the
+        numbers applied in the rows' order exactly as single calls would.
+        """
+        by_cam: dict[str, list[StatsRow]] = {}
+        for r in rows:
+            if r.seq is not None:
+                by_cam.setdefault(r.camera_id, []).append(r)
+        if not by_cam:
+            return []
+        gaps: list[tuple[StatsRow, int]] = []
+        with self.transaction() as cur:
+            for cam, rs in by_cam.items():
+                cur.execute(self._sql("SELECT last_seq FROM nodes WHERE camera_id = ?"), (cam,))
+                got = cur.fetchone()
+                last = got[0] if got else None
+                total = 0
+                for r in rs:
+                    seq = r.seq
+                    assert seq is not None
+                    gap = max(0, seq - last - 1) if last is not None and seq > last else 0
+                    if gap:
+                        gaps.append((r, gap))
+                        total += gap
+                    if last is None or seq > last:
+                        last = seq
+                cur.execute(self._sql("INSERT INTO nodes (camera_id, last_seq, seq_gaps) VALUES (?,?,?) "
+                                      "ON CONFLICT (camera_id) DO UPDATE SET last_seq = CASE WHEN nodes.last_seq "
+                                      "IS NULL OR excluded.last_seq > nodes.last_seq THEN excluded.last_seq ELSE "
+                                      "nodes.last_seq END, seq_gaps = nodes.seq_gaps + excluded.seq_gaps"),
+                            (cam, last, total))
+        return gaps
+
     def set_status(self, camera_id: str, status: str, at: float) -> None:
         self.execute("INSERT INTO nodes (camera_id, status, status_at) VALUES (?,?,?) ON CONFLICT (camera_id) "
                      "DO UPDATE SET status = excluded.status, status_at = excluded.status_at",
