@@ -266,6 +266,8 @@ class TrackerSection(Section):
                                "reported at its prediction (det_index -1); longer-lost tracks are kept unreported")
     miss_penalty: float = Field(0.25, ge=0, le=10, description="association score divisor per missed frame, "
                                 "so recently seen tracks win contested detections")
+    coast_min_inside: float = Field(0.75, ge=0, le=1, description="a coasting track is reported only while at "
+                                    "least this fraction of its predicted box is inside the image (0: always)")
 
 
 def default_state_dir() -> Path:

@@ -133,7 +133,7 @@ class CameraPipeline:
     def _process(self, frame: Frame, dropped: int) -> None:
         detections = self.detector(frame.image)
         inf_ms = self.detector.last_inference_ms
-        tracks = self.tracker.update(detections, frame.ts)
+        tracks = self.tracker.update(detections, frame.ts, frame_size=(frame.image.shape[1], frame.image.shape[0]))
         events = [e for c in self.counters for e in c.update(tracks, frame.ts)]
         m, cid = self.metrics, self.cam.id
         m.frames.labels(cid).inc()

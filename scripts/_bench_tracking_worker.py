@@ -171,11 +171,20 @@ class OursAdapter(Adapter):
 
     def reset(self, meta: dict[str, Any]) -> None:
         self.trk = self.Tracker(self.TrackerConfig(**self._config_kwargs(meta)))
+        # extra keyword arguments of Tracker.update (e.g. frame_size), those it accepts
+        accepted = inspect.signature(self.trk.update).parameters
+        self.update_kwargs = {
+            k: tuple(self.resolve(x, meta) for x in v) if isinstance(v, list) else self.resolve(v, meta)
+            for k, v in self.params.get("update", {}).items()
+            if k in accepted
+        }
 
     def prepare(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, ts: float) -> Any:
         return self.Detections.from_arrays(xyxy, conf, cls)
 
     def update(self, inp: Any, ts: float) -> Any:
+        if self.update_kwargs:
+            return self.trk.update(inp, ts, **self.update_kwargs)
         return self.trk.update(inp, ts)
 
     def extract(self, out: Any) -> Output:

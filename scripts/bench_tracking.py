@@ -139,8 +139,14 @@ CONTENDERS: dict[str, dict[str, Any]] = {
         "adapter": "ours",
         # TrackerConfig() defaults. If TrackerConfig has a frame_rate field it
         # gets the rate of update calls; the tracker also receives real
-        # timestamps, so it can work out dt itself.
-        "params": {"config": {}, "config_if_accepted": {"frame_rate": "$eff_fps"}},
+        # timestamps, so it can work out dt itself. "update": extra keyword
+        # arguments of every update call: frame_size=(width, height) of the
+        # sequence (640x480), which the pipeline also passes (from the image)
+        # and Ultralytics' trackers also get (in their Boxes); ours uses it
+        # only to not report a coasting track whose predicted box is mostly
+        # outside the image.
+        "params": {"config": {}, "config_if_accepted": {"frame_rate": "$eff_fps"},
+                   "update": {"frame_size": ["$width", "$height"]}},
         "harmonise": {},
     },
     "sv_bytetrack": {
