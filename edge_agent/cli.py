@@ -18,9 +18,8 @@ from pathlib import Path
 from types import FrameType
 
 from edge_agent import __version__
-from edge_agent.config import AgentConfig, ConfigError, class_names_problem, load_config
+from edge_agent.config import AgentConfig, ConfigError, class_names_problem, load_config, redact
 from edge_agent.messages import status_topic
-from edge_agent.sources import redact
 
 log = logging.getLogger("edge_agent")
 EXIT_CONFIG = 2
@@ -40,6 +39,12 @@ def _load_detector(cfg: AgentConfig, path: str):  # type: ignore[no-untyped-def]
         raise ConfigError(path, problems)
     detector.set_classes(m.classes)
     return detector
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge_agent.demo import run_demo  # needs the camera node's extras (OpenCV)
+
+    return run_demo(args)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -171,9 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a configuration and print a summary")
     chk.add_argument("config", type=Path)
     chk.set_defaults(func=cmd_check_config)
-    from edge_agent.demo import add_subparser as add_demo_subparser
-
-    add_demo_subparser(sub)
+    demo = sub.add_parser("demo", help="the whole system on a synthetic junction (no network, no downloads)")
+    demo.add_argument("--source", type=Path, help="a video file instead of the synthetic clip (needs --model)")
+    demo.add_argument("--model", type=Path, help="an ONNX model for --source")
+    demo.add_argument("--seconds", type=float, default=60.0, help="length of the synthetic clip")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the synthetic clip")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="where clips, video and chart go")
+    demo.add_argument("--no-controller", action="store_true", help="run only the edge agent")
+    demo.set_defaults(func=cmd_demo)
     # --- the central controller (edge_agent/controller): `edge-agent controller -c controller.yaml`
     from edge_agent.controller.__main__ import add_subparser as add_controller_subparser
 

@@ -311,6 +311,11 @@ class AgentConfig(Section):
         return self
 
 
+def redact(source: str | int) -> str:
+    """A camera source with any ``user:password@`` replaced by ``***@``, for logs and messages."""
+    return re.sub(r"//[^/@]*@", "//***@", str(source))
+
+
 def _check_unique(ids: list[str], what: str) -> None:
     seen: set[str] = set()
     for i in ids:

@@ -270,14 +270,3 @@ def run_demo(args: argparse.Namespace) -> int:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-
-
-def add_subparser(sub: Any) -> None:
-    demo = sub.add_parser("demo", help="the whole system on a synthetic junction (no network, no downloads)")
-    demo.add_argument("--source", type=Path, help="a video file instead of the synthetic clip (needs --model)")
-    demo.add_argument("--model", type=Path, help="an ONNX model for --source")
-    demo.add_argument("--seconds", type=float, default=60.0, help="length of the synthetic clip")
-    demo.add_argument("--seed", type=int, default=1, help="seed of the synthetic clip")
-    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="where clips, video and chart go")
-    demo.add_argument("--no-controller", action="store_true", help="run only the edge agent")
-    demo.set_defaults(func=run_demo)

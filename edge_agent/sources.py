@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,16 +22,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.config import CameraConfig
+from edge_agent.config import CameraConfig, redact
 from edge_agent.types import Frame
 
 log = logging.getLogger(__name__)
 DEFAULT_FPS = 25.0
-
-
-def redact(source: str | int) -> str:
-    """The source with any ``user:password@`` removed, for logs."""
-    return re.sub(r"//[^/@]*@", "//***@", str(source))
 
 
 class SourceError(RuntimeError):

@@ -22,7 +22,7 @@ unit_dir=/etc/systemd/system
 user=edge-agent
 make_user=1
 use_systemd=1
-extra=""
+extra="[agent]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix=$2; shift 2 ;;

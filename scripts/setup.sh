@@ -2,7 +2,7 @@
 # Set up a fresh Debian/Ubuntu machine for the edge agent: system packages, a virtual
 # environment in .venv, and the package itself. Idempotent; sourced by demo.sh and test.sh.
 #
-#   EXTRAS=test bash scripts/setup.sh      # which extras to install (default: none)
+#   EXTRAS=test bash scripts/setup.sh      # which extras to install (default: agent, the camera node)
 #   APT_EXTRA="chromium postgresql" ...    # more Debian packages (the tests need a browser and a database)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,8 +33,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-spec="."
-if [ -n "${EXTRAS:-}" ]; then spec=".[${EXTRAS}]"; fi
+spec=".[${EXTRAS:-agent}]"
 echo "setup: installing edge-agent ($spec) into .venv"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
