@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,35 +27,12 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent.localbroker import LocalBroker, MosquittoNotFound, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "synth-yolo11n.onnx"
 PREFIX = "demo"
 CONTROLLER_TEMPLATE = ROOT / "configs" / "controller.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if exe is None:
-        raise SystemExit("demo: the MQTT broker mosquitto is not installed; install it with "
-                         "'sudo apt-get install mosquitto' (bash scripts/demo.sh does this for you)")
-    port = _free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("demo: mosquitto did not start")
 
 
 def _synthetic(out: Path, seconds: float, seed: int) -> tuple[Path, list[dict[str, Any]], Any]:
@@ -224,8 +200,12 @@ def run_demo(args: argparse.Namespace) -> int:
             if not p.is_file():
                 raise SystemExit(f"demo: file not found: {p}")
         lines, camera, start, true_total = _middle_line(source), "camera", "2024-05-06T08:00:00Z", None
-    broker, port = _start_broker(work)
-    procs: list[subprocess.Popen[bytes]] = [broker]
+    try:
+        broker = LocalBroker(work, max_queued_messages=1000, verbose=False)
+    except MosquittoNotFound as exc:
+        raise SystemExit(f"demo: {exc}; bash scripts/demo.sh installs it for you") from None
+    port = broker.port
+    procs: list[subprocess.Popen[bytes]] = []
     printer = None
     try:
         agent_cfg = {
@@ -242,7 +222,7 @@ def run_demo(args: argparse.Namespace) -> int:
               f"'{PREFIX}/#' is printed below", flush=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if not args.no_controller:
-            http_port = _free_port()
+            http_port = free_port()
             ccfg = _controller_config(work, port, camera, lines, http_port)
             procs.append(subprocess.Popen([sys.executable, "-m", "edge_agent", "--log-level", "WARNING",
                                            "controller", "-c", str(ccfg)], env=env))
@@ -264,9 +244,10 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         if printer is not None:
             printer.close()
-        for p in reversed(procs):  # the controller first, the broker last
+        for p in procs:  # the controller, then the broker
             p.send_signal(signal.SIGTERM)
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        broker.stop()

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,13 +39,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 PREFIX = "bench"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from edge_agent.localbroker import LocalBroker  # noqa: E402
 
 
 def payloads(n: int, cameras: int) -> list[tuple[str, bytes, str]]:
@@ -123,22 +119,6 @@ def role_bare(port: int, n: int, ready_file: str, out_file: str) -> None:
 
 
 # ---------------------------------------------------------------- orchestration
-
-
-def start_broker(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    conf = tmp / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "max_queued_messages 0\nmax_inflight_messages 0\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
 
 
 def me(*args: str) -> list[str]:
@@ -224,7 +204,9 @@ def main() -> int:
         role_bare(a.port, a.messages, a.ready, a.file)
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-ctrl-"))
-    broker, port = start_broker(tmp)
+    # the broker must not drop QoS 1 messages for a busy subscriber: no queue or in-flight limit
+    broker = LocalBroker(tmp, extra="max_inflight_messages 0", max_queued_messages=0, verbose=False)
+    port = broker.port
     try:
         print(f"{a.messages} statistics messages from {a.cameras} cameras, QoS 1, mosquitto on :{port}, "
               f"{os.cpu_count()} CPU(s)")
@@ -241,8 +223,7 @@ def main() -> int:
               f"lag p50 {two['p50_ms']:.0f} ms, p95 {two['p95_ms']:.0f} ms; publisher {two['publisher_rate']:.0f} "
               f"msg/s")
     finally:
-        broker.terminate()
-        broker.wait(10)
+        broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -142,10 +142,10 @@ def main() -> int:
         worker(role, model, video, int(port))
         return 0
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import Broker
+    sys.path.insert(0, str(ROOT))
+    from edge_agent.localbroker import LocalBroker
 
-    broker = Broker(Path(tempfile.mkdtemp(prefix="bench-broker-")))
+    broker = LocalBroker(Path(tempfile.mkdtemp(prefix="bench-broker-")), verbose=False)
     roles = {"ceiling": sys.executable, "agent": sys.executable}
     if args.ultralytics_python:
         roles["ultralytics"] = args.ultralytics_python
