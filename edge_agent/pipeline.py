@@ -27,7 +27,7 @@ from edge_agent.messages import health_topic, stats_message
 from edge_agent.mqtt import Publisher
 from edge_agent.sources import SourceError, VideoSource
 from edge_agent.tracking import Tracker, TrackerConfig
-from edge_agent.types import CrossingEvent, Frame, IntervalRecord
+from edge_agent.types import CrossingEvent, Detections, Frame, IntervalRecord
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,10 @@ class CameraPipeline:
     # ------------------------------------------------------------ the loop
     def _process(self, frame: Frame, dropped: int) -> None:
         detections = self.detector(frame.image)
-        inf_ms = self.detector.last_inference_ms
+        self._after_detect(frame, detections, self.detector.last_inference_ms, dropped)
+
+    def _after_detect(self, frame: Frame, detections: Detections, inf_ms: float, dropped: int) -> None:
+        """Everything downstream of the detector for one frame: track, count, aggregate, publish."""
         tracks = self.tracker.update(detections, frame.ts, frame_size=(frame.image.shape[1], frame.image.shape[0]))
         events = [e for c in self.counters for e in c.update(tracks, frame.ts)]
         m, cid = self.metrics, self.cam.id
