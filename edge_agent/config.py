@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
+import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
@@ -29,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge_agent.geometry import GroundPlane, polygon_area, polygon_self_intersects
 from edge_agent.types import Anchor
 
 M = TypeVar("M", bound=BaseModel)
@@ -176,12 +178,103 @@ class LineConfig(Section):
     hysteresis_px: float = Field(
         3.0, ge=0.0, le=200.0,
         description="a track must be this far from the line to be on a side (dead band against jitter)")
+    lane: str | None = Field(None, pattern=ID_PATTERN,
+                             description="lane this line counts (its volume, headways and speeds go to the lane)")
+    approach: str | None = Field(None, pattern=ID_PATTERN, description="approach (arm) of the junction, e.g. north")
 
     @model_validator(mode="after")
     def _not_degenerate(self) -> LineConfig:
         if self.p1 == self.p2:
             raise ValueError(f"p1 and p2 are the same point {list(self.p1)}; a line needs two distinct points")
         return self
+
+
+def _ground_point(value: Any) -> tuple[float, float]:
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+    if not ok:
+        raise ValueError("expected [X, Y] in metres with 2 numbers")
+    return (float(value[0]), float(value[1]))
+
+
+GroundPoint = Annotated[tuple[float, float], BeforeValidator(_ground_point)]
+
+
+class CalibrationPoint(Section):
+    image: Point
+    ground: GroundPoint
+
+
+class CalibrationConfig(Section):
+    """Image <-> road-plane calibration: at least 4 point pairs, metres on the ground.
+
+    Measure the ground points on site or on a map (any local x/y frame in
+    metres: only distances matter); click the image points on a frame
+    (``edge-agent snapshot`` draws the resulting metre grid to check it).
+    """
+
+    points: list[CalibrationPoint] = Field(min_length=4, max_length=64)
+    max_error_m: float = Field(1.0, gt=0, le=100,
+                               description="refuse a calibration whose worst point is off by more than this")
+
+    @model_validator(mode="after")
+    def _fits(self) -> CalibrationConfig:
+        plane = self.plane()  # raises ValueError naming the problem
+        worst = float(plane.errors_m.max())
+        if worst > self.max_error_m:
+            i = int(plane.errors_m.argmax())
+            raise ValueError(f"point {i} is {worst:.2f} m off the fitted road plane (max_error_m: "
+                             f"{self.max_error_m}); check its image and ground coordinates")
+        return self
+
+    def plane(self) -> GroundPlane:
+        return GroundPlane.fit([p.image for p in self.points], [p.ground for p in self.points])
+
+
+class ZoneConfig(Section):
+    """A polygon on the image: occupancy, dwell, and (for a lane zone) queue, density and presence.
+
+    Draw a lane zone over one lane, from the stop line back upstream; set
+    ``stop_line`` to measure the queue in metres from it (with a calibration).
+    """
+
+    id: str = Field(pattern=ID_PATTERN)
+    polygon: list[Point] = Field(min_length=3, max_length=64, description="corners in image pixels")
+    lane: str | None = Field(None, pattern=ID_PATTERN, description="lane this zone covers")
+    approach: str | None = Field(None, pattern=ID_PATTERN, description="approach (arm) of the junction")
+    stop_line: str | None = Field(None, description="id of a line of this camera: queue lengths are measured "
+                                                    "from it and presence reports vehicles near it")
+    length_m: float | None = Field(None, gt=0, le=10_000,
+                                   description="zone length along the lane for density; default: from calibration")
+    travel: tuple[Point, Point] | None = Field(
+        None, description="[[x, y], [x, y]]: the lane's direction of travel; movement against it is wrong-way")
+    no_stopping_s: float | None = Field(
+        None, gt=0, le=86400, description="a vehicle stopped in the zone this long raises a stopped-vehicle event")
+    spillback_veh: int | None = Field(None, ge=1, le=1000,
+                                      description="a queue of this many vehicles raises a spill-back event")
+    spillback_m: float | None = Field(None, gt=0, le=10_000,
+                                      description="a queue reaching this far from the stop line raises a "
+                                                  "spill-back event (needs calibration and stop_line)")
+
+    @model_validator(mode="after")
+    def _shape(self) -> ZoneConfig:
+        if polygon_area(self.polygon) < 1.0:
+            raise ValueError(f"polygon {[list(p) for p in self.polygon]} has no area")
+        if polygon_self_intersects(self.polygon):
+            raise ValueError("polygon edges cross each other; list the corners in order around the zone")
+        if self.travel is not None and self.travel[0] == self.travel[1]:
+            raise ValueError("travel needs two distinct points: from where traffic comes to where it goes")
+        return self
+
+
+class MovementConfig(Section):
+    """A turning movement: tracks that touch ``from`` and later ``to`` (line or zone ids of the camera)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: str = Field(pattern=ID_PATTERN)
+    from_: str = Field(alias="from", description="entry line or zone id")
+    to: str = Field(description="exit line or zone id")
 
 
 class CameraConfig(Section):
@@ -198,6 +291,10 @@ class CameraConfig(Section):
     realtime: bool = Field(False, description="file sources only: pace reading at the video's frame rate")
     loop: bool = Field(False, description="file sources only: start again at the end (the clock keeps running)")
     lines: list[LineConfig] = Field(default_factory=list)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    movements: list[MovementConfig] = Field(default_factory=list)
+    calibration: CalibrationConfig | None = Field(
+        None, description="image <-> ground calibration: speeds in km/h, queues in metres, density")
 
     @field_validator("source", mode="before")
     @classmethod
@@ -224,8 +321,38 @@ class CameraConfig(Section):
 
     @model_validator(mode="after")
     def _unique_lines(self) -> CameraConfig:
-        _check_unique([line.id for line in self.lines], "line id")
+        _check_unique([line.id for line in self.lines] + [z.id for z in self.zones], "line or zone id")
+        _check_unique([m.id for m in self.movements], "movement id")
         return self
+
+    def references(self) -> list[tuple[tuple[int | str, ...], str]]:
+        """Problems of cross-references (stop lines, movements, calibration needs), by YAML path."""
+        lines = {line.id for line in self.lines}
+        elements = lines | {z.id for z in self.zones}
+        out: list[tuple[tuple[int | str, ...], str]] = []
+        for i, z in enumerate(self.zones):
+            if z.stop_line is not None and z.stop_line not in lines:
+                out.append((("zones", i, "stop_line"), f"{z.stop_line!r} is not a line of this camera; "
+                                                        f"lines: {', '.join(sorted(lines)) or '(none)'}"))
+            if z.spillback_m is not None and (self.calibration is None or z.stop_line is None):
+                out.append((("zones", i, "spillback_m"), "a spill-back mark in metres needs a calibration and a "
+                                                          "stop_line; use spillback_veh without them"))
+        for i, m in enumerate(self.movements):
+            for key, ref in (("from", m.from_), ("to", m.to)):
+                if ref not in elements:
+                    out.append((("movements", i, key), f"{ref!r} is not a line or zone of this camera; known: "
+                                                        f"{', '.join(sorted(elements)) or '(none)'}"))
+            if m.from_ == m.to:
+                out.append((("movements", i, "to"), f"from and to are both {m.to!r}"))
+        if self.calibration is not None:
+            plane = self.calibration.plane()
+            for kind, items in (("lines", [[ln.p1, ln.p2] for ln in self.lines]),
+                                ("zones", [list(z.polygon) for z in self.zones])):
+                for i, pts in enumerate(items):
+                    if np.isnan(plane.to_ground(pts)).any():
+                        out.append(((kind, i), "a point lies beyond the horizon of the calibration; "
+                                               "keep lines and zones on the road plane"))
+        return out
 
     @property
     def is_file(self) -> bool:
@@ -238,18 +365,70 @@ class CameraConfig(Section):
 
 
 class StatisticsConfig(Section):
-    interval_s: int = Field(60, ge=1, le=86400, description="length of a statistics interval in seconds")
+    interval_s: int | list[int] = Field(
+        60, description="interval length in seconds, or several (e.g. [60, 900]): one record per interval each")
     vehicle_classes: list[str] = Field(
         default_factory=lambda: ["car", "motorcycle", "bus", "truck"],
         description="classes that count towards flow in vehicles per hour")
+    speed_window_s: float = Field(2.0, gt=0, le=30,
+                                  description="speed at a line: fitted over this many seconds centred on the "
+                                              "crossing (the crossing is reported half of it later)")
+    motion_window_s: float = Field(1.0, gt=0, le=30,
+                                   description="current speed (queues, stopped and wrong-way vehicles): fitted "
+                                               "over the last this many seconds")
+    speed_bins_kmh: list[float] = Field(
+        default_factory=lambda: [0, 10, 20, 30, 40, 50, 60, 70, 80, 100, 120],
+        min_length=2, description="edges of the speed histogram, increasing; the last bin is open-ended")
+    speed_limit_kmh: float | None = Field(None, gt=0, le=300, description="count vehicles faster than this")
+    queue_speed_kmh: float = Field(5.0, ge=0, le=50,
+                                   description="a vehicle slower than this is queued (with a calibration)")
+    queue_speed_px_s: float = Field(8.0, ge=0, le=1000,
+                                    description="the same without calibration, in image pixels per second")
+    near_stop_m: float = Field(15.0, gt=0, le=500,
+                               description="presence: vehicles this close to the lane's stop line are 'near'")
+    grace_s: float = Field(
+        3.0, ge=0, le=300, description="an interval is published this long after it ends (at most half its "
+                                        "length), so that crossings seen a moment late still land in it")
+    presence_s: float = Field(1.0, ge=0, le=60,
+                              description="publish per-lane presence this often (seconds of video); 0: off")
 
     @field_validator("interval_s")
     @classmethod
-    def _divides_day(cls, v: int) -> int:
-        if 86400 % v:
-            raise ValueError("expected a divisor of 86400 (e.g. 10, 60, 300, 900, 3600) so that intervals "
-                             "align with the clock")
+    def _divides_day(cls, v: int | list[int]) -> int | list[int]:
+        values = [v] if isinstance(v, int) else v
+        if not values:
+            raise ValueError("expected at least one interval length")
+        for x in values:
+            if x < 1 or x > 86400 or 86400 % x:
+                raise ValueError("expected a divisor of 86400 (e.g. 10, 60, 300, 900, 3600) so that intervals "
+                                 "align with the clock")
+        if len(set(values)) != len(values):
+            raise ValueError("interval lengths must be distinct")
         return v
+
+    @field_validator("speed_bins_kmh")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(v, v[1:])) or v[0] < 0:
+            raise ValueError("expected increasing edges >= 0, e.g. [0, 20, 40, 60]")
+        return v
+
+    @property
+    def intervals(self) -> list[int]:
+        """Interval lengths in seconds, shortest first."""
+        return sorted([self.interval_s] if isinstance(self.interval_s, int) else self.interval_s)
+
+
+class EventsConfig(Section):
+    """Incident events on ``{prefix}/{camera}/events`` (QoS 1, spooled like statistics)."""
+
+    crossings: bool = Field(False, description="also publish every line crossing as an event")
+    wrong_way_s: float = Field(1.0, gt=0, le=60,
+                               description="a track must move against a zone's travel direction this long")
+    wrong_way_kmh: float = Field(5.0, ge=0, le=100,
+                                 description="... at least this fast against it (with a calibration)")
+    wrong_way_px_s: float = Field(10.0, ge=0, le=1000,
+                                  description="the same without calibration, in image pixels per second")
 
 
 class TrackerSection(Section):
@@ -303,6 +482,7 @@ class AgentConfig(Section):
     tracker: TrackerSection = Field(default_factory=TrackerSection)  # type: ignore[arg-type]
     spool: SpoolConfig = Field(default_factory=SpoolConfig)  # type: ignore[arg-type]
     health: HealthConfig = Field(default_factory=HealthConfig)  # type: ignore[arg-type]
+    events: EventsConfig = Field(default_factory=EventsConfig)  # type: ignore[arg-type]
     cameras: list[CameraConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -519,6 +699,9 @@ def parse_config(text: str, path: Path | str = "<string>", check_files: bool = T
     root, data = read_yaml(text, path)
     cfg = validate_model(AgentConfig, data, root, path)
     cfg = _resolve_paths(cfg, path.parent if path.name != "<string>" else Path.cwd())
+    refs = [(("cameras", i, *loc), msg) for i, cam in enumerate(cfg.cameras) for loc, msg in cam.references()]
+    if refs:
+        raise ConfigError(path, [f"line {_line_of(root, loc)}: {format_loc(loc)}: {msg}" for loc, msg in refs])
     if check_files:
         problems = _check_files(cfg, root)
         if problems:

@@ -13,20 +13,26 @@ default) goes from one side to the other *through the segment itself*:
 motion past the segment's ends, along its infinite extension, is not a
 crossing. Sides are decided with a dead band of ``hysteresis_px`` around the
 line: inside it a track keeps the side it had, so a box wobbling on the line
-does not flip back and forth. Each track is counted at most once per line and
-direction. A track first seen inside the dead band, or first seen already on
-a side, is never counted until it crosses.
+does not flip back and forth. A track is not counted twice in the same
+direction in a row: it is counted again only after a crossing the other way
+(someone walking back and forth over the line is counted every time). A track
+first seen inside the dead band, or first seen already on a side, is never
+counted until it crosses.
 
-Only tracks matched to a detection in this frame move the counter: a track
+The crossing time is interpolated between the two frames around it (where
+the anchor's path meets the line), so headways are not rounded to the frame
+period. Only tracks matched to a detection in this frame move the counter: a track
 coasting on its Kalman prediction through an occlusion is not counted until
 it is seen again, and then its path from the last seen position is tested.
-State per track is pruned as soon as the tracker stops reporting the track.
+A track's state is kept for ``forget_s`` after it was last reported (the
+tracker stops reporting a track for a frame or two when two boxes merge), then
+pruned, so memory is bounded by the tracks of the last few seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -66,7 +72,9 @@ def segments_intersect(p: npt.NDArray[np.float64], q: npt.NDArray[np.float64],
 class _TrackState:
     side: int            # +1 right, -1 left
     point: npt.NDArray[np.float64]  # last anchor seen clearly on that side
-    counted: set[Direction] = field(default_factory=set)
+    ts: float            # when it was there
+    reported: float      # when the tracker last reported the track
+    last_counted: Direction | None = None
 
 
 class LineCounter:
@@ -80,11 +88,12 @@ class LineCounter:
         class_names: maps class ids to names.
         anchor: box point tested against the line.
         hysteresis_px: half-width of the dead band around the line.
+        forget_s: a track not reported for this long is forgotten.
     """
 
     def __init__(self, line_id: str, p1: Sequence[float], p2: Sequence[float], in_side: str,
                  camera_id: str, class_names: Sequence[str], anchor: Anchor = Anchor.BOTTOM_CENTER,
-                 hysteresis_px: float = 3.0):
+                 hysteresis_px: float = 3.0, forget_s: float = 2.0):
         if in_side not in ("left", "right"):
             raise ValueError(f"in_side must be 'left' or 'right', got {in_side!r}")
         if tuple(p1) == tuple(p2):
@@ -99,6 +108,7 @@ class LineCounter:
         self.class_names = list(class_names)
         self.anchor = anchor
         self.hysteresis = float(hysteresis_px)
+        self.forget_s = float(forget_s)
         self._state: dict[int, _TrackState] = {}
 
     def __len__(self) -> int:
@@ -108,8 +118,11 @@ class LineCounter:
     def update(self, tracks: Tracks, ts: float) -> list[CrossingEvent]:
         """Feed one frame's tracks; return the crossings completed in it."""
         live = set(tracks.track_id.tolist())
-        for tid in [t for t in self._state if t not in live]:
-            del self._state[tid]
+        for tid, st in list(self._state.items()):
+            if tid in live:
+                st.reported = ts
+            elif ts - st.reported > self.forget_s:
+                del self._state[tid]
         seen = tracks.det_index >= 0
         if not seen.any():
             return []
@@ -125,14 +138,17 @@ class LineCounter:
                 continue
             st = self._state.get(tid)
             if st is None:
-                self._state[tid] = _TrackState(side, pts[i])
+                self._state[tid] = _TrackState(side, pts[i], ts, ts)
                 continue
             if side != st.side and through[i]:
                 direction = Direction.IN if side == self.in_sign else Direction.OUT
-                if direction not in st.counted:
-                    st.counted.add(direction)
+                if st.last_counted != direction:
+                    st.last_counted = direction
                     k = int(tracks.class_id[seen][i])
                     name = self.class_names[k] if 0 <= k < len(self.class_names) else f"class{k}"
-                    events.append(CrossingEvent(self.camera_id, self.line_id, tid, name, direction, ts))
-            st.side, st.point = side, pts[i]
+                    d0 = float(side_of(self.p1, self.p2, st.point[None])[0])
+                    at = st.ts + (ts - st.ts) * d0 / (d0 - dist[i]) if d0 != dist[i] else ts
+                    events.append(CrossingEvent(self.camera_id, self.line_id, tid, name, direction,
+                                                round(float(min(max(at, st.ts), ts)), 4)))
+            st.side, st.point, st.ts = side, pts[i], ts
         return events

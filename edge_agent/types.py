@@ -1,7 +1,10 @@
 """The data that flows through a camera node, one type per step.
 
-    Frame ──detect──▶ Detections ──track──▶ Tracks ──count──▶ CrossingEvent
+    Frame ──detect──▶ Detections ──track──▶ Tracks ──analyse──▶ FrameEvents
           ──aggregate──▶ IntervalRecord ──encode──▶ Message
+
+``FrameEvents`` is what one frame's tracks produced: line crossings, completed
+turning movements, incidents and the state of every zone (occupancy, queue).
 
 Array-valued types are struct-of-arrays dataclasses validated at construction,
 so a stage that produces a bad shape fails where it does so, not three stages
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -175,7 +178,12 @@ class Direction(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class CrossingEvent:
-    """A track's anchor crossed a counting line."""
+    """A track's anchor crossed a counting line.
+
+    ``speed_kmh`` is the track's ground speed at the crossing (fitted over
+    ``statistics.speed_window_s``); None without a calibration or before the
+    track has enough history.
+    """
 
     camera_id: str
     line_id: str
@@ -183,6 +191,109 @@ class CrossingEvent:
     class_name: str
     direction: Direction
     ts: float
+    speed_kmh: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MovementEvent:
+    """A track completed a configured turning movement (touched its origin, then its destination)."""
+
+    camera_id: str
+    movement_id: str
+    track_id: int
+    class_name: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """Something an operator should know about, published on ``{prefix}/{camera}/events``.
+
+    An incident with a duration is reported twice under one ``incident_id``:
+    at its start (``end`` None) and at its end.
+
+    Attributes:
+        kind: ``wrong_way``, ``stopped``, ``spillback`` or ``crossing``.
+        where: zone or line id.
+        confidence: in [0, 1]; the mean detector score of the tracks involved.
+        detail: kind-specific numbers (speed, queue length, ...).
+    """
+
+    camera_id: str
+    incident_id: str
+    kind: str
+    where: str
+    start: float
+    end: float | None
+    lane: str | None = None
+    approach: str | None = None
+    class_name: str | None = None
+    track_id: int | None = None
+    confidence: float = 1.0
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneState:
+    """One zone at one frame.
+
+    Attributes:
+        zone_id: zone id.
+        by_class: class name -> road users whose anchor is inside.
+        vehicles: of those, vehicle classes.
+        queued: vehicles slower than the queue threshold.
+        queue_m: distance from the stop line of the farthest queued vehicle
+            (None without calibration and stop line, 0.0 for no queue).
+        near: vehicles within ``near_stop_m`` of the stop line (all vehicles
+            in the zone when that cannot be measured).
+        speed_sum_kmh: sum of the ground speeds of vehicles inside with a
+            known speed, and ``speed_n`` how many (for the space-mean speed).
+        dwell_s: dwell times of the tracks that left the zone at this frame.
+    """
+
+    zone_id: str
+    by_class: Mapping[str, int]
+    vehicles: int
+    queued: int
+    queue_m: float | None
+    near: int
+    speed_sum_kmh: float = 0.0
+    speed_n: int = 0
+    dwell_s: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FrameEvents:
+    """Everything the analytics made of one frame's tracks."""
+
+    ts: float
+    crossings: tuple[CrossingEvent, ...] = ()
+    movements: tuple[MovementEvent, ...] = ()
+    incidents: tuple[Incident, ...] = ()
+    zones: tuple[ZoneState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedStats:
+    """Spot speeds of vehicles over an interval, km/h.
+
+    Attributes:
+        n: vehicles with a measured speed.
+        space_mean: harmonic mean of the spot speeds (the space-mean speed).
+        time_mean: arithmetic mean (the time-mean speed).
+        p85: 85th percentile (linear interpolation).
+        histogram: counts per bin of ``statistics.speed_bins_kmh``; the last bin is open-ended.
+        over_limit: vehicles faster than ``statistics.speed_limit_kmh`` (None when no limit is set).
+    """
+
+    n: int
+    space_mean: float | None
+    time_mean: float | None
+    p85: float | None
+    min: float | None
+    max: float | None
+    histogram: tuple[int, ...]
+    over_limit: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +302,77 @@ class LineCounts:
 
     line_id: str
     counts: Mapping[Direction, Mapping[str, int]]
+    speeds: SpeedStats | None = None
+    lane: str | None = None
+    approach: str | None = None
 
     def total(self, direction: Direction | None = None) -> int:
         dirs = [direction] if direction is not None else list(self.counts)
         return sum(sum(self.counts.get(d, {}).values()) for d in dirs)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneStats:
+    """One zone over one interval (means are over the processed frames).
+
+    Attributes:
+        occupancy: class name -> (current, mean, max) road users inside.
+        occupancy_pct: share of frames with at least one vehicle inside, in %.
+        density_veh_km: mean vehicles inside per km of zone length (None without a length).
+        queue_veh: (mean, max) queued vehicles; ``queue_m`` the same in metres (None without calibration).
+        dwell_s: (n, mean, max) dwell times of the tracks that left the zone in the interval.
+        speed_kmh: space-mean speed of vehicles in the zone (None without calibration or vehicles).
+    """
+
+    zone_id: str
+    lane: str | None
+    approach: str | None
+    occupancy: Mapping[str, tuple[int, float, int]]
+    occupancy_pct: float | None
+    density_veh_km: float | None
+    queue_veh: tuple[float, int] | None
+    queue_m: tuple[float, float] | None
+    dwell_s: tuple[int, float | None, float | None]
+    speed_kmh: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStats:
+    """One lane over one interval, from the lines and zones tagged with it.
+
+    Attributes:
+        volume: vehicles that crossed the lane's lines (either direction).
+        flow_veh_h: volume scaled to an hour of observed time.
+        headway_s: (n, mean, min) gaps between successive vehicles on the lane's first line.
+        occupancy_pct, density_veh_km, queue_veh: from the lane's first zone.
+        speeds: spot speeds at the lane's lines.
+    """
+
+    lane_id: str
+    approach: str | None
+    volume: int
+    flow_veh_h: float | None
+    headway_s: tuple[int, float | None, float | None]
+    occupancy_pct: float | None
+    density_veh_km: float | None
+    queue_veh: tuple[float, int] | None
+    speeds: SpeedStats | None
+
+
+@dataclass(frozen=True, slots=True)
+class DataQuality:
+    """How much of an interval the numbers cover.
+
+    Attributes:
+        observed_s: seconds of the interval covered by the source.
+        frames_expected: frames the source should have delivered in ``observed_s``
+            at its nominal rate (after ``fps_cap``); None when unknown.
+        online_s: seconds covered by frames no more than ``gap_s`` apart.
+    """
+
+    observed_s: float
+    frames_expected: int | None
+    online_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +391,11 @@ class IntervalRecord:
         observed_s: seconds of the interval during which the source was
             running (less than the interval when the source started late or
             stopped early).
+        zones, lanes: per zone and per lane, in configuration order.
+        movements: movement id -> class name -> count (every configured movement listed).
+        quality: coverage of the interval.
+        revision: 0 for the first record of an interval; a late correction is
+            a new record with the next revision (a closed record never changes).
     """
 
     camera_id: str
@@ -224,6 +407,11 @@ class IntervalRecord:
     frames_dropped: int
     inference_ms_mean: float | None
     observed_s: float
+    zones: tuple[ZoneStats, ...] = ()
+    lanes: tuple[LaneStats, ...] = ()
+    movements: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    quality: DataQuality | None = None
+    revision: int = 0
 
     @property
     def seconds(self) -> float:

@@ -115,7 +115,7 @@ def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
     assert "camera id 'cam1' is used twice" in refused(tmp_path, doc)
     doc = base(tmp_path)
     doc["cameras"][0]["lines"].append(copy.deepcopy(doc["cameras"][0]["lines"][0]))
-    assert "cameras[0]: line id 'stop-bar' is used twice" in refused(tmp_path, doc)
+    assert "cameras[0]: line or zone id 'stop-bar' is used twice" in refused(tmp_path, doc)
 
 
 def test_missing_files_are_named(tmp_path: Path) -> None:

@@ -449,8 +449,15 @@ def write_truth(truth: ClipTruth, out: Path, model_path: str | Path | None = Non
     (out / "agent.yaml").write_text(agent_config_yaml(truth, "clip.avi", model_path))
 
 
+def calibration_points(lines: list[LineTruth]) -> list[dict[str, list[float]]]:
+    """Image <-> ground pairs for the YAML: the end points of the counting lines (the generator knows both)."""
+    return [{"image": list(img), "ground": [round(g[0], 3), round(g[1], 3)]}
+            for ln in lines for img, g in ((ln.p1, ln.ground_p1), (ln.p2, ln.ground_p2))]
+
+
 def agent_config_yaml(truth: ClipTruth, source: str, model_path: str | Path | None = None) -> str:
-    """An edge-agent configuration for the clip: the default model and the four counting lines."""
+    """An edge-agent configuration for the clip: the default model, the four counting lines (tagged with
+    their approach), the twelve turning movements between them and the ground calibration."""
     model = Path(model_path) if model_path is not None else DEFAULT_MODEL
     cfg = {
         "mqtt": {"host": "${MQTT_HOST:-localhost}", "port": "${MQTT_PORT:-1883}", "client_id": "synthetic-node",
@@ -459,8 +466,11 @@ def agent_config_yaml(truth: ClipTruth, source: str, model_path: str | Path | No
         "statistics": {"interval_s": 10},
         "cameras": [{
             "id": "junction", "source": source, "start_time": START_TIME,
-            "lines": [{"id": f"{ln.id}", "p1": list(ln.p1), "p2": list(ln.p2), "in_side": ln.in_side}
-                      for ln in truth.lines],
+            "lines": [{"id": f"{ln.id}", "p1": list(ln.p1), "p2": list(ln.p2), "in_side": ln.in_side,
+                       "approach": ln.arm} for ln in truth.lines],
+            "movements": [{"id": f"{a.id}-{b.id}", "from": a.id, "to": b.id}
+                          for a in truth.lines for b in truth.lines if a.id != b.id],
+            "calibration": {"points": calibration_points(truth.lines)},
         }],
     }
     header = (f"# Synthetic junction, seed {truth.seed}: {truth.n_frames} frames of {truth.width}x{truth.height} "
