@@ -28,10 +28,14 @@ EXIT_CONFIG = 2
 def _load_detector(cfg: AgentConfig, path: str):  # type: ignore[no-untyped-def]
     """The configured detector, or ConfigError naming the model problem."""
     from edge_agent.detection import Detector, UnsupportedModelError
+    from edge_agent.scheduler import ThreadBudget
 
     m = cfg.model
+    budget = ThreadBudget.resolve(m, cfg.performance)
+    budget.apply_opencv()
     try:
-        detector = Detector(m.path, m.confidence, m.iou, None, m.names, m.input_size, m.device, m.threads)
+        detector = Detector(m.path, m.confidence, m.iou, None, m.names, m.input_size, m.device, budget.intra_op,
+                            budget.inter_op, budget.spinning)
     except (UnsupportedModelError, FileNotFoundError) as exc:
         raise ConfigError(path, [f"model.path: {exc}"]) from None
     problems = class_names_problem(cfg, detector.names)
@@ -65,6 +69,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"  camera {cam.id}: {kind} {redact(cam.source)}{cap}")
         for line in cam.lines:
             print(f"    line {line.id}: {list(line.p1)} -> {list(line.p2)}, in = {line.in_side} side")
+        from edge_agent.snapshot import calibration_summary  # (light: no OpenCV)
+
+        calibration = calibration_summary(cam)
+        if calibration:
+            print(f"    {calibration}")
     return 0
 
 
@@ -80,10 +89,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.health import HealthServer, Metrics
     from edge_agent.mqtt import MqttPublisher
     from edge_agent.pipeline import CameraPipeline, CameraResult, frames_summary
+    from edge_agent.scheduler import InferenceScheduler, ThreadBudget
     from edge_agent.spool import Spool
 
     cfg = load_config(args.config)
     detector = _load_detector(cfg, args.config)
+    budget = ThreadBudget.resolve(cfg.model, cfg.performance)
+    scheduler = InferenceScheduler.from_config(detector, cfg.performance, len(cfg.cameras), budget)
+    log.info("threads: %s; inference batches of up to %d frame(s)", budget.describe(), scheduler.max_batch)
     identity = {"model": detector.path.name, "model_sha256": _sha256(detector.path)[:16],
                 "config_sha256": _sha256(args.config)[:16]}
     log.info("edge-agent %s: %s", __version__, detector.describe())
@@ -118,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.annotate is not None:
             annotate = args.annotate if len(cfg.cameras) == 1 else args.annotate.with_stem(
                 f"{args.annotate.stem}-{cam.id}")
-        pipe = CameraPipeline(cam, cfg, detector, pub, metrics, identity, annotate)
+        pipe = CameraPipeline(cam, cfg, detector, pub, metrics, identity, annotate, scheduler=scheduler)
         pipelines[cam.id] = pipe
 
         def work(p: CameraPipeline = pipe) -> None:
@@ -139,6 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     while any(t.is_alive() for t in threads):
         for t in threads:
             t.join(timeout=0.2)
+    scheduler.close()
     for pub in publishers:
         pub.close(cfg.spool.drain_s, abort)
     if server:
@@ -184,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="where clips, video and chart go")
     demo.add_argument("--no-controller", action="store_true", help="run only the edge agent")
     demo.set_defaults(func=cmd_demo)
+    from edge_agent.snapshot import add_subparser as add_snapshot_subparser  # `edge-agent snapshot -c ... -o x.png`
+
+    add_snapshot_subparser(sub)
     # --- the central controller (edge_agent/controller): `edge-agent controller -c controller.yaml`
     from edge_agent.controller.__main__ import add_subparser as add_controller_subparser
 

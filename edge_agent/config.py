@@ -286,6 +286,8 @@ class CameraConfig(Section):
     source: str | int = Field(
         description="video file path, rtsp:// or http(s):// URL, or USB camera index (0, 1, ...)")
     fps_cap: float | None = Field(None, gt=0, le=240, description="process at most this many frames per second")
+    weight: float = Field(1.0, gt=0, le=100, description="share of inference when cameras compete for it: a "
+                          "camera of weight 2 gets twice the frames of one of weight 1 while both have frames")
     start_time: datetime | None = Field(
         None, description="file sources only: wall-clock time of the first frame (ISO 8601 with zone)")
     realtime: bool = Field(False, description="file sources only: pace reading at the video's frame rate")
@@ -475,6 +477,26 @@ class HealthConfig(Section):
                                   description="port of the Prometheus /metrics and /healthz endpoint; off if unset")
 
 
+class PerformanceConfig(Section):
+    """Threads, prefetching and batching. Unset budgets derive from the cores this process may use."""
+
+    inter_op_threads: int = Field(1, ge=1, le=256, description="ONNX Runtime inter-op threads; the graph runs "
+                                  "in order and model.threads (intra-op) do the work")
+    spinning: bool = Field(False, description="let ONNX Runtime's threads busy-wait between operators: slightly "
+                           "faster on an idle box, much slower when decoding or other processes share the cores")
+    opencv_threads: int | None = Field(None, ge=0, le=256, description="cv2.setNumThreads; default 1 up to 4 "
+                                       "cores, else cores // 4 (frames are already prepared in parallel)")
+    prepare_threads: int | None = Field(None, ge=1, le=256, description="frames letterboxed at once over all "
+                                        "cameras; default max(1, cores // 2), so inference keeps its cores")
+    prefetch: int = Field(2, ge=0, le=16, description="frames a file camera reads and letterboxes ahead while "
+                          "inference runs (0: none, read in the camera's thread); a live camera keeps only the "
+                          "newest prepared frame")
+    max_batch: int | None = Field(None, ge=1, le=64, description="frames of different cameras run in one "
+                                  "inference call when the model has a dynamic batch; default: cameras, at most 8")
+    batch_wait_ms: float = Field(50.0, ge=0, le=1000, description="how long a batch waits for cameras that "
+                                 "usually come back within this time before it runs without them")
+
+
 class AgentConfig(Section):
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig)  # type: ignore[arg-type]
     model: ModelConfig
@@ -482,6 +504,7 @@ class AgentConfig(Section):
     tracker: TrackerSection = Field(default_factory=TrackerSection)  # type: ignore[arg-type]
     spool: SpoolConfig = Field(default_factory=SpoolConfig)  # type: ignore[arg-type]
     health: HealthConfig = Field(default_factory=HealthConfig)  # type: ignore[arg-type]
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)  # type: ignore[arg-type]
     events: EventsConfig = Field(default_factory=EventsConfig)  # type: ignore[arg-type]
     cameras: list[CameraConfig] = Field(min_length=1)
 

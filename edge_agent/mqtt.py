@@ -30,7 +30,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -85,6 +85,7 @@ class MqttPublisher:
         self._closing = threading.Event()
         self._acks: collections.deque[int] = collections.deque()
         self._inflight: dict[int, int] = {}   # paho mid -> spool id; touched by the sender thread only
+        self.on_ack: Callable[[int], None] | None = None  # called with each acknowledged message's spool id
         v5 = cfg.protocol == "5"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
@@ -137,6 +138,8 @@ class MqttPublisher:
             sid = self._inflight.pop(mid, None)
             if sid is not None:
                 self.spool.ack(sid)
+                if self.on_ack is not None:
+                    self.on_ack(sid)
 
     def _send_loop(self) -> None:
         last_id = 0

@@ -1,9 +1,11 @@
-"""One camera, end to end: source -> detector -> tracker -> line counters -> aggregator -> publisher.
+"""One camera, end to end: source -> detector -> tracker -> analytics -> aggregators -> publisher.
 
-The only module that knows every stage. Each camera runs in its own thread;
-the detector (one ONNX Runtime session) is shared, since ``session.run`` is
-thread-safe and releases the GIL. Nothing that goes wrong in one camera
-(a dead stream, a corrupt frame) stops the others.
+The only module that knows every stage. Each camera runs in its own thread,
+with a prefetch thread that reads and letterboxes its next frame while the
+current one is inferred; the detector (one ONNX Runtime session) is shared
+through the node's inference scheduler, which batches and shares it fairly
+(``edge_agent/scheduler.py``). Nothing that goes wrong in one camera (a dead
+stream, a corrupt frame) stops the others.
 """
 
 from __future__ import annotations
@@ -11,23 +13,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
 from edge_agent.aggregation import IntervalAggregator
+from edge_agent.analytics import CameraAnalytics, analytics_layout
 from edge_agent.annotate import Annotator
 from edge_agent.config import AgentConfig, CameraConfig, TrackerSection
-from edge_agent.counting import LineCounter
 from edge_agent.detection import Detector
 from edge_agent.health import HEALTH_SCHEMA, Metrics
-from edge_agent.messages import health_topic, stats_message
+from edge_agent.messages import event_message, health_topic, presence_topic, stats_message
 from edge_agent.mqtt import Publisher
+from edge_agent.scheduler import InferenceScheduler, LatencyLog, Prefetcher, Prepared
 from edge_agent.sources import SourceError, VideoSource
 from edge_agent.tracking import Tracker, TrackerConfig
-from edge_agent.types import CrossingEvent, Detections, Frame, IntervalRecord
+from edge_agent.types import CrossingEvent, Detections, Frame, Incident, IntervalRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class CameraResult:
     frames: int = 0
     crossings: list[CrossingEvent] = field(default_factory=list)
     records: list[IntervalRecord] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
     error: str | None = None
 
 
@@ -57,12 +61,16 @@ class CameraPipeline:
         metrics: the node's Prometheus metrics.
         identity: model and configuration fingerprints for the health record.
         annotate: write an annotated video of this camera here (boxes, ids, lines, counts).
+        scheduler: the node's shared inference scheduler (batching and fair sharing between
+            cameras); None: this camera's thread runs the detector itself.
     """
 
     def __init__(self, cam: CameraConfig, cfg: AgentConfig, detector: Detector, publisher: Publisher,
                  metrics: Metrics | None = None, identity: Mapping[str, str] | None = None,
-                 annotate: Path | None = None):
+                 annotate: Path | None = None, *, scheduler: InferenceScheduler | None = None):
         self.cam = cam
+        self.scheduler = scheduler
+        self.latency = LatencyLog()  # capture -> counted, per frame and per frame that completed a crossing
         self.annotate_path = annotate
         self.annotator: Annotator | None = None
         self.cfg = cfg
@@ -71,9 +79,11 @@ class CameraPipeline:
         self.metrics = metrics or Metrics()
         self.identity = dict(identity or {})
         self.tracker = Tracker(tracker_config(cfg.tracker))
-        self.counters = [LineCounter(line.id, line.p1, line.p2, line.in_side, cam.id, detector.names,
-                                     line.anchor, line.hysteresis_px) for line in cam.lines]
-        self.aggregator = IntervalAggregator(cam.id, [line.id for line in cam.lines], cfg.statistics.interval_s)
+        self.analytics = CameraAnalytics(cam, cfg, detector.names)
+        self.counters = self.analytics.counters
+        layout = analytics_layout(cam, cfg)
+        self.aggregators = [IntervalAggregator(cam.id, layout, n, grace_s=min(cfg.statistics.grace_s, n / 2))
+                            for n in cfg.statistics.intervals]
         self.result = CameraResult()
         self.source: VideoSource | None = None
         self._window = [time.monotonic(), 0, 0.0]  # start, frames, inference ms, for the health record's fps
@@ -82,12 +92,22 @@ class CameraPipeline:
 
     # ------------------------------------------------------------ outputs
     def _emit(self, records: list[IntervalRecord]) -> None:
-        vehicle = set(self.cfg.statistics.vehicle_classes)
+        st = self.cfg.statistics
+        vehicle = set(st.vehicle_classes)
         for rec in records:
             self.result.records.append(rec)
             out = self.publisher.publish(stats_message(rec, self.cfg.mqtt.topic_prefix, self.cfg.mqtt.client_id,
-                                                       vehicle))
+                                                       vehicle, st.speed_bins_kmh))
             log.info("interval record %s", out.payload.decode())
+
+    def _emit_incidents(self, incidents: Sequence[Incident]) -> None:
+        for inc in incidents:
+            self.result.incidents.append(inc)
+            out = self.publisher.publish(event_message(inc, self.cfg.mqtt.topic_prefix, self.cfg.mqtt.client_id))
+            log.info("event %s", out.payload.decode())
+
+    def _advance(self, ts: float) -> None:
+        self._emit([r for agg in self.aggregators for r in agg.advance(ts)])
 
     def health(self) -> dict[str, Any]:
         """The camera's health record (also served by ``/healthz``)."""
@@ -130,14 +150,38 @@ class CameraPipeline:
         self._window = [now_mono, 0, 0.0]
 
     # ------------------------------------------------------------ the loop
-    def _process(self, frame: Frame, dropped: int) -> None:
-        detections = self.detector(frame.image)
-        self._after_detect(frame, detections, self.detector.last_inference_ms, dropped)
+    def _process(self, item: Prepared) -> None:
+        """Infer a prepared frame (through the shared scheduler if any) and hand it downstream."""
+        frame = item.frame
+        if item.error is not None or item.tensor is None or item.letterbox is None or frame is None:
+            raise ValueError(item.error or "frame was not prepared")
+        if self.scheduler is not None:
+            got = self.scheduler.infer(self.cam.id, item.tensor)
+            output, inf_ms = got.output, got.ms
+        else:
+            output = self.detector.infer(item.tensor)
+            inf_ms = self.detector.last_inference_ms
+        detections = self.detector.postprocess(output, item.letterbox, frame.image.shape)
+        crossings = len(self.result.crossings)
+        self._after_detect(frame, detections, inf_ms, item.dropped)
+        self.latency.add(time.time() - item.captured, len(self.result.crossings) > crossings)
+
+    def _feed(self, source: VideoSource) -> Prefetcher:
+        """The source's frames, read and letterboxed ahead of inference (``performance.prefetch``)."""
+
+        def dropped(n: int) -> None:
+            source.counters.dropped += n
+
+        return Prefetcher(source.frames(), self.detector.preprocess, self.cfg.performance.prefetch,
+                          newest_wins=source.is_live, on_drop=dropped,
+                          slots=self.scheduler.prepare_slots if self.scheduler else None,
+                          live_clock=source.is_live, name=f"prefetch-{self.cam.id}")
 
     def _after_detect(self, frame: Frame, detections: Detections, inf_ms: float, dropped: int) -> None:
         """Everything downstream of the detector for one frame: track, count, aggregate, publish."""
         tracks = self.tracker.update(detections, frame.ts, frame_size=(frame.image.shape[1], frame.image.shape[0]))
-        events = [e for c in self.counters for e in c.update(tracks, frame.ts)]
+        fe = self.analytics.update(tracks, frame.ts, detections)
+        events = list(fe.crossings)
         m, cid = self.metrics, self.cam.id
         m.frames.labels(cid).inc()
         m.inference.labels(cid).observe(inf_ms / 1000)
@@ -155,20 +199,38 @@ class CameraPipeline:
             if self.annotator is None:
                 fps = self.source.fps if self.source else 10.0
                 self.annotator = Annotator(self.annotate_path, min(self.cam.fps_cap or fps, fps), self.detector.names,
-                                           self.counters)
+                                           self.cam)
             self.annotator.add(frame, tracks, events)
-        self._emit(self.aggregator.add_frame(frame.ts, inf_ms, dropped, events))
+        if self.source is not None and not any(a.nominal_fps for a in self.aggregators):
+            for a in self.aggregators:
+                a.nominal_fps = min(self.source.fps, self.cam.fps_cap or self.source.fps)
+        self._emit([r for agg in self.aggregators for r in agg.add_frame(frame.ts, inf_ms, dropped, fe)])
+        self._emit_incidents(fe.incidents)
+        presence = self.analytics.presence(frame.ts)
+        if presence is not None:
+            presence["node_id"] = self.cfg.mqtt.client_id
+            self.publisher.publish_latest(presence_topic(self.cfg.mqtt.topic_prefix, self.cam.id), presence)
 
-    def run(self, stop: threading.Event) -> CameraResult:
-        self.source = source = VideoSource(self.cam, stop)
+    def run(self, stop: threading.Event, source: VideoSource | None = None) -> CameraResult:
+        """Process the camera until its source ends or ``stop`` is set.
+
+        Args:
+            stop: set to stop.
+            source: frames to use instead of the camera's configured source (benchmarks, tests).
+        """
+        self.source = source = source or VideoSource(self.cam, stop)
         self._tick(time.monotonic(), force=True)
+        if self.scheduler is not None:
+            self.scheduler.register(self.cam.id, self.cam.weight)
+        feed = self._feed(source)
         try:
-            for frame, dropped in source.frames():
+            for item in feed:
+                frame = item.frame
                 if frame is None:  # a live source without a frame: intervals still close on the wall clock
-                    self._emit(self.aggregator.advance(time.time()))
+                    self._advance(time.time())
                 else:
                     try:
-                        self._process(frame, dropped)
+                        self._process(item)
                     except ValueError as exc:  # a frame a stage refuses: skip it, count it, go on
                         log.warning("camera %s: frame %d skipped: %s", self.cam.id, frame.seq, exc)
                         self.metrics.dropped.labels(self.cam.id).inc()
@@ -176,10 +238,17 @@ class CameraPipeline:
             # the source ended (end of file) or stop was set: publish the partial interval
             if source.last_ts is not None:
                 end = time.time() if source.is_live else source.last_ts + 1.0 / source.fps
-                self._emit(self.aggregator.flush(end))
+                last = self.analytics.close(end)
+                self._emit([r for agg in self.aggregators for r in agg.add_frame(last.ts, None, 0, last)])
+                self._emit_incidents(last.incidents)
+                self._emit([r for agg in self.aggregators for r in agg.flush(end)])
         except SourceError as exc:
             self.result.error = str(exc)
             log.error("%s", exc)
+        finally:
+            feed.close()
+            if self.scheduler is not None:
+                self.scheduler.unregister(self.cam.id)
         if self.annotator is not None:
             self.annotator.close()
         if source.state == "streaming":

@@ -1,20 +1,28 @@
 """Throughput of the whole agent against what ONNX Runtime alone can do, measured side by side.
 
-Contenders, each alive in its own process for the whole run and taking turns on
+Contenders, each alive in its own process for the whole scenario and taking turns on
 chunks of frames (so a change of machine load hits them alike):
 
-    ceiling   ONNX Runtime ``session.run`` alone on frames letterboxed beforehand
-    agent     our pipeline: decode -> letterbox -> infer -> decode/NMS -> track ->
-              count -> aggregate -> spool -> publish to a real local mosquitto
-    ultralytics  ``YOLO(model).track(...)`` (ByteTrack) on the same ONNX file, when
-              a Python with ultralytics is given (``--ultralytics-python``, e.g. the
-              venv made by scripts/setup_bench_envs.sh)
+    ceiling      ONNX Runtime ``session.run`` alone on frames letterboxed beforehand, in batches
+                 of the size the agent can use, with the agent's thread settings
+    ort-defaults the same with ONNX Runtime's default session options (single camera only)
+    agent        the real agent: N ``CameraPipeline``s sharing one ``InferenceScheduler``, each
+                 reading vtest.avi (looping), prefetching, inferring, tracking, counting,
+                 aggregating and publishing to a real local mosquitto through the spool
+    ultralytics  ``YOLO(model).track(...)`` (ByteTrack) on the same ONNX file, when a Python
+                 with ultralytics is given (single camera only)
 
-It prints frames/s of each, the ratios agent/ceiling and agent/ultralytics, the
-agent's time per stage and each worker's peak resident memory.
+For each number of cameras it prints frames/s of each contender, agent/ceiling,
+agent/ultralytics, per-camera frames/s, the mean batch, the agent's time per stage,
+capture -> counted latency (p50/p95), interval close -> PUBACK latency and memory.
+``--live-seconds`` adds a live phase (an HTTP MJPEG camera at 10 fps, 1 s intervals):
+capture -> counted and interval end -> PUBACK on the wall clock. ``--minutes`` adds a long
+run of the agent alone, sampling its resident memory.
 
-    .venv/bin/python scripts/bench_pipeline.py --cycles 6 --chunk 25
-    .venv/bin/python scripts/bench_pipeline.py --ultralytics-python /tmp/bench-venvs/ultralytics/bin/python
+    .venv/bin/python scripts/bench_pipeline.py --cameras 1,2,4,8 \\
+        --ultralytics-python /tmp/bench-venvs/ultralytics/bin/python --live-seconds 40
+    .venv/bin/python scripts/bench_pipeline.py --model /tmp/bench-models/synth-yolo11n.onnx --cameras 1,4
+    .venv/bin/python scripts/bench_pipeline.py --cameras 4 --cycles 0 --minutes 10
 """
 
 from __future__ import annotations
@@ -26,18 +34,220 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+LINES = [{"id": "west", "p1": [250, 170], "p2": [250, 330], "in_side": "left"},
+         {"id": "east", "p1": [560, 200], "p2": [560, 420], "in_side": "left"}]
+
+
+def rss_mb() -> float:
+    """Current resident memory of this process in MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def agent_config(model: str, video: str, cams: int, port: int, spool: Path, opts: dict[str, Any],
+                 live_url: str | None = None) -> Any:
+    from edge_agent.config import AgentConfig
+
+    weights = opts.get("weights") or [1.0] * cams
+    cameras = []
+    for i in range(cams):
+        cam: dict[str, Any] = {"id": f"cam{i}", "lines": LINES, "weight": weights[i % len(weights)]}
+        if live_url:
+            cam["source"] = live_url
+        else:
+            cam.update(source=video, loop=True, start_time="2024-05-06T08:00:00Z")
+        cameras.append(cam)
+    perf = {k: v for k, v in opts.items() if k in ("max_batch", "prefetch", "spinning") and v is not None}
+    return AgentConfig.model_validate({
+        "mqtt": {"host": "127.0.0.1", "port": port, "client_id": "bench", "topic_prefix": "bench"},
+        "model": {"path": model, "confidence": 0.1},
+        "statistics": {"interval_s": 1 if live_url else 10},
+        "spool": {"dir": str(spool)},
+        "performance": perf,
+        "cameras": cameras})
+
+
+# ----------------------------------------------------------------------------- the agent, gated
+class Gate:
+    """Frames the coordinator allows, shared by all cameras of the agent worker."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.tokens = 0
+        self.closed = False
+
+    def allow(self, n: int) -> None:
+        with self.cond:
+            self.tokens += n
+            self.cond.notify_all()
+
+    def take(self) -> bool:
+        with self.cond:
+            while self.tokens <= 0 and not self.closed:
+                self.cond.wait()
+            if self.closed:
+                return False
+            self.tokens -= 1
+            return True
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+
+class AgentRig:
+    """N real camera pipelines sharing one scheduler, publishing to a real broker; stages timed."""
+
+    def __init__(self, model: str, video: str, cams: int, port: int, opts: dict[str, Any],
+                 live_url: str | None = None):
+        from edge_agent.detection import Detector
+        from edge_agent.messages import status_topic
+        from edge_agent.mqtt import MqttPublisher
+        from edge_agent.pipeline import CameraPipeline
+        from edge_agent.scheduler import InferenceScheduler, ThreadBudget
+        from edge_agent.sources import VideoSource
+        from edge_agent.spool import Spool
+
+        self.cfg = cfg = agent_config(model, video, cams, port, Path(tempfile.mkdtemp(prefix="bench-spool-")), opts,
+                                      live_url)
+        self.budget = budget = ThreadBudget.resolve(cfg.model, cfg.performance)
+        budget.apply_opencv()
+        self.det = det = Detector(model, cfg.model.confidence, cfg.model.iou, device="cpu", threads=budget.intra_op,
+                                  inter_op_threads=budget.inter_op, spinning=budget.spinning)
+        self.stages = {"decode": 0.0, "preprocess": 0.0, "infer": 0.0, "postprocess": 0.0, "downstream": 0.0}
+        self.lock = threading.Lock()
+        self._time_method(det, "preprocess")
+        self._time_method(det, "postprocess")
+        self.sched = InferenceScheduler.from_config(det, cfg.performance, cams, budget)
+        self.gate = Gate()
+        self.stop = threading.Event()
+        self.closed_at: dict[tuple[int, int], tuple[float, float | None]] = {}  # (client, spool id) -> (handed
+        self.acked_at: dict[tuple[int, int], float] = {}                         # over, interval end); PUBACK
+        rig = self
+
+        class TimedCapture:
+            def __init__(self, cap: Any):
+                self.cap = cap
+
+            def read(self) -> Any:
+                t0 = time.perf_counter()
+                got = self.cap.read()
+                rig._add("decode", time.perf_counter() - t0)
+                return got
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.cap, name)
+
+        class GatedSource(VideoSource):
+            def _open_file(self) -> Any:
+                return TimedCapture(super()._open_file())
+
+            def frames(self):  # type: ignore[no-untyped-def]
+                for item in super().frames():
+                    if item[0] is not None and not live_url and not rig.gate.take():
+                        return
+                    yield item
+
+        class TimedPipeline(CameraPipeline):
+            def _after_detect(self, *args: Any) -> None:
+                t0 = time.perf_counter()
+                super()._after_detect(*args)
+                rig._add("downstream", time.perf_counter() - t0)
+
+        class TimedPublisher(MqttPublisher):
+            def publish(self, message: Any) -> Any:
+                out = super().publish(message)
+                end = message.doc.get("interval", {}).get("end") if hasattr(message.doc, "get") else None
+                end_ts = datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp() if end else None
+                rig.closed_at[(id(self), out.id)] = (time.time(), end_ts)
+                return out
+
+        self.pipes = []
+        self.pubs = []
+        self.sources = []
+        for cam in cfg.cameras:
+            spool = Spool(cfg.spool.dir / f"{cam.id}.sqlite")
+            pub = TimedPublisher(cfg.mqtt, f"bench-{cam.id}", status_topic("bench", cam.id), spool)
+            pub.on_ack = lambda sid, p=pub: self.acked_at.__setitem__((id(p), sid), time.time())  # type: ignore
+            self.pubs.append(pub)
+            self.pipes.append(TimedPipeline(cam, cfg, det, pub, scheduler=self.sched))
+            self.sources.append(GatedSource(cam, self.stop))
+        self.threads = [threading.Thread(target=p.run, args=(self.stop, s), daemon=True)
+                        for p, s in zip(self.pipes, self.sources)]
+        for t in self.threads:
+            t.start()
+
+    def _add(self, stage: str, dt: float) -> None:
+        with self.lock:
+            self.stages[stage] += dt
+
+    def _time_method(self, obj: Any, name: str) -> None:
+        fn = getattr(obj, name)
+
+        def timed(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self._add(name, time.perf_counter() - t0)
+
+        setattr(obj, name, timed)
+
+    def done(self) -> int:
+        return sum(p.latency.count for p in self.pipes)
+
+    def run_frames(self, n: int) -> None:
+        target = self.done() + n
+        self.gate.allow(n)
+        while self.done() < target:
+            time.sleep(0.002)
+
+    def report(self) -> dict[str, Any]:
+        from edge_agent.scheduler import LatencyLog
+
+        frames = [x for p in self.pipes for x in p.latency.frames]
+        cross = [x for p in self.pipes for x in p.latency.crossings]
+        close_ack = [self.acked_at[k] - v[0] for k, v in self.closed_at.items() if k in self.acked_at]
+        end_ack = [self.acked_at[k] - v[1] for k, v in self.closed_at.items() if k in self.acked_at and v[1]]
+        st = self.sched.stats
+        return {"per_camera": {p.cam.id: st.per_camera.get(p.cam.id, 0) for p in self.pipes},
+                "mean_batch": st.mean_batch, "infer_s": st.busy_s, "stages": {**self.stages, "infer": st.busy_s},
+                "frames": st.frames, "crossings": sum(len(p.result.crossings) for p in self.pipes),
+                "lat_frame_ms": LatencyLog.percentiles(frames), "lat_crossing_ms": LatencyLog.percentiles(cross),
+                "n_crossings_lat": len(cross), "close_ack_ms": LatencyLog.percentiles(close_ack),
+                "end_ack_ms": LatencyLog.percentiles(end_ack), "n_acks": len(close_ack),
+                "dropped": sum(s.counters.dropped for s in self.sources), "max_batch": self.sched.max_batch,
+                "budget": self.budget.describe()}
+
+    def close(self) -> None:
+        self.stop.set()
+        self.gate.close()
+        for t in self.threads:
+            t.join(10)
+        self.sched.close()
+        for pub in self.pubs:
+            pub.close(5)
 
 
 # ----------------------------------------------------------------------------- workers
-def worker(role: str, model: str, video: str, port: int) -> None:
+def worker(role: str, model: str, video: str, port: int, cams: int, opts: dict[str, Any]) -> None:
     """Loop: read 'N' on stdin, process N frames, print one JSON line with the time taken."""
     import cv2
 
+    extra: dict[str, Any] = {}
     cap = cv2.VideoCapture(video)
 
     def next_frame():  # type: ignore[no-untyped-def]
@@ -47,156 +257,247 @@ def worker(role: str, model: str, video: str, port: int) -> None:
             ok, img = cap.read()
         return img
 
-    if role == "ceiling":
+    if role in ("ceiling", "ort-defaults"):
+        import numpy as np
+
         from edge_agent.detection import Detector
+        from edge_agent.scheduler import ThreadBudget
 
-        det = Detector(model, device="cpu")
-        frames = [det.preprocess(next_frame())[0] for _ in range(10)]  # letterboxed beforehand
-        k = 0
+        if role == "ceiling":
+            cfg = agent_config(model, video, cams, port, Path(tempfile.gettempdir()), opts)
+            b = ThreadBudget.resolve(cfg.model, cfg.performance)
+            det = Detector(model, device="cpu", threads=b.intra_op, inter_op_threads=b.inter_op, spinning=b.spinning)
+            batch = det.batch_capacity(min(cams, cfg.performance.max_batch or 8))
+        else:
+            det, batch = Detector(model, device="cpu"), 1
+        singles = [det.preprocess(next_frame())[0] for _ in range(8)]  # letterboxed beforehand
+        batches = [np.concatenate([singles[(i + j) % 8] for j in range(batch)]) for i in range(8)]
+        k = [0]
+        extra["batch"] = batch
 
-        def step() -> dict[str, float]:
-            nonlocal k
-            det.infer(frames[k % len(frames)])
-            k += 1
-            return {}
+        def run(n: int) -> None:
+            done = 0
+            while done < n:
+                det.infer(batches[k[0] % len(batches)])
+                k[0] += 1
+                done += batch
+        run(batch)  # warm-up
     elif role == "agent":
-        sys.path.insert(0, str(ROOT))
-        from edge_agent.aggregation import IntervalAggregator
-        from edge_agent.config import MQTTConfig
-        from edge_agent.counting import LineCounter
-        from edge_agent.detection import Detector
-        from edge_agent.messages import stats_message
-        from edge_agent.mqtt import MqttPublisher
-        from edge_agent.spool import Spool
-        from edge_agent.tracking import Tracker
-
-        det = Detector(model, device="cpu", confidence=0.1)
-        trk = Tracker()
-        counters = [LineCounter("west", (250, 170), (250, 330), "left", "bench", det.names),
-                    LineCounter("east", (560, 200), (560, 420), "left", "bench", det.names)]
-        agg = IntervalAggregator("bench", ["west", "east"], 10)
-        spool = Spool(Path(tempfile.mkdtemp()) / "spool.sqlite")
-        pub = MqttPublisher(MQTTConfig(host="127.0.0.1", port=port), "bench-agent", "bench/bench/status", spool)
-        stages = {"decode": 0.0, "preprocess": 0.0, "infer": 0.0, "postprocess": 0.0, "track_count": 0.0,
-                  "aggregate_publish": 0.0}
-        ts = [0.0]
-
-        def step() -> dict[str, float]:
-            t0 = time.perf_counter()
-            img = next_frame()
-            t1 = time.perf_counter()
-            tensor, lb = det.preprocess(img)
-            t2 = time.perf_counter()
-            out = det.infer(tensor)
-            t3 = time.perf_counter()
-            dets = det.postprocess(out, lb, img.shape)
-            t4 = time.perf_counter()
-            tracks = trk.update(dets, ts[0], frame_size=(img.shape[1], img.shape[0]))
-            events = [e for c in counters for e in c.update(tracks, ts[0])]
-            t5 = time.perf_counter()
-            for rec in agg.add_frame(ts[0], det.last_inference_ms, 0, events):
-                pub.publish(stats_message(rec, "bench", "bench", {"car", "bus", "truck"}))
-            t6 = time.perf_counter()
-            ts[0] += 0.1
-            for key, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
-                stages[key] += dt
-            return stages
+        rig = AgentRig(model, video, cams, port, opts)
+        run = rig.run_frames
+        run(cams)  # warm-up
     elif role == "ultralytics":
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO
 
         yolo = YOLO(model, task="detect")
 
-        def step() -> dict[str, float]:
-            yolo.track(next_frame(), persist=True, tracker="bytetrack.yaml", conf=0.1, verbose=False)
-            return {}
+        def run(n: int) -> None:
+            for _ in range(n):
+                yolo.track(next_frame(), persist=True, tracker="bytetrack.yaml", conf=0.1, verbose=False)
+        run(1)
     else:
         raise SystemExit(f"unknown role {role}")
 
-    step()  # warm-up
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True, "rss_mb": rss_mb()}), flush=True)
     for line in sys.stdin:
-        n = int(line)
+        cmd = line.split()
+        if cmd[0] == "soak":  # run freely for N seconds, sampling memory
+            seconds = float(cmd[1])
+            samples = []
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < seconds:
+                run(8 * cams)
+                samples.append((time.monotonic() - t0, rss_mb()))
+            print(json.dumps({"soak": samples}), flush=True)
+            continue
+        n = int(cmd[0])
         t0, c0 = time.perf_counter(), time.process_time()
-        spent: dict[str, float] = {}
-        for _ in range(n):
-            spent = step()
+        run(n)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss, "stages": spent}), flush=True)
+        res = {"wall": wall, "cpu": cpu, "rss_mb": rss_mb(), "peak_mb": peak_mb(), **extra}
+        if role == "agent":
+            res.update(rig.report())
+        print(json.dumps(res), flush=True)
+
+
+def live_phase(model: str, video: str, port: int, seconds: float, opts: dict[str, Any]) -> dict[str, Any]:
+    """One live camera (HTTP MJPEG at 10 fps, 1 s intervals) for ``seconds``: wall-clock latencies."""
+    sys.path.insert(0, str(ROOT))
+    from edge_agent.localbroker import free_port
+
+    cam_port = free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "mjpeg_server.py"), video, str(cam_port)])
+    try:
+        time.sleep(2)
+        rig = AgentRig(model, video, 1, port, opts, live_url=f"http://127.0.0.1:{cam_port}/")
+        time.sleep(seconds)
+        rig.close()
+        res = rig.report()
+        res["fps"] = rig.done() / seconds
+        res["read"] = rig.sources[0].counters.read
+        return res
+    finally:
+        server.kill()
 
 
 # ----------------------------------------------------------------------------- coordinator
+def start(roles: dict[str, str], args: argparse.Namespace, cams: int, port: int) -> dict[str, subprocess.Popen[str]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    opts = json.dumps(worker_opts(args))
+    procs = {r: subprocess.Popen([py, __file__, "--worker", r, args.model, args.video, str(port), str(cams), opts],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+             for r, py in roles.items()}
+    for r, p in procs.items():
+        assert p.stdout is not None
+        while True:  # skip whatever a library prints before the worker is ready
+            line = p.stdout.readline()
+            if not line:
+                raise SystemExit(f"bench: worker {r} failed to start")
+            if line.startswith('{"ready"'):
+                break
+    return procs
+
+
+def ask(p: subprocess.Popen[str], cmd: str, key: str) -> dict[str, Any]:
+    assert p.stdin is not None and p.stdout is not None
+    p.stdin.write(cmd + "\n")
+    p.stdin.flush()
+    line = p.stdout.readline()
+    while line and not line.startswith('{"' + key):
+        line = p.stdout.readline()
+    if not line:
+        raise SystemExit("bench: a worker died")
+    return json.loads(line)  # type: ignore[no-any-return]
+
+
+def worker_opts(args: argparse.Namespace) -> dict[str, Any]:
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    return {"max_batch": args.max_batch, "prefetch": args.prefetch, "spinning": args.spinning or None,
+            "weights": weights}
+
+
+def scenario(args: argparse.Namespace, cams: int, port: int) -> dict[str, Any]:
+    roles = {"ceiling": sys.executable, "agent": sys.executable}
+    if cams == 1:
+        roles["ort-defaults"] = sys.executable
+        if args.ultralytics_python:
+            roles["ultralytics"] = args.ultralytics_python
+    procs = start(roles, args, cams, port)
+    chunk = args.chunk if cams == 1 else max(cams, args.chunk // cams * cams)
+    totals: dict[str, dict[str, Any]] = {r: {"frames": 0, "wall": 0.0, "cpu": 0.0} for r in procs}
+    try:
+        for _ in range(args.cycles):
+            for r, p in procs.items():  # one at a time: each gets the whole machine for its turn
+                res = ask(p, str(chunk), "wall")
+                t = totals[r]
+                t["frames"] += chunk
+                t["wall"] += res["wall"]
+                t["cpu"] += res["cpu"]
+                t["last"] = res
+        soak = ask(procs["agent"], f"soak {args.minutes * 60}", "soak")["soak"] if args.minutes else None
+    finally:
+        for p in procs.values():
+            p.kill()
+    out: dict[str, Any] = {"cameras": cams, "chunk": chunk, "cycles": args.cycles, "soak": soak,
+                           "fps": {r: t["frames"] / t["wall"] for r, t in totals.items() if t["wall"]},
+                           "cores_used": {r: t["cpu"] / t["wall"] for r, t in totals.items() if t["wall"]},
+                           "last": {r: t.get("last") for r, t in totals.items()}}
+    return out
+
+
+def show(res: dict[str, Any]) -> None:
+    fps, last = res["fps"], res["last"]
+    n = res["cameras"]
+    print(f"\n== {n} camera(s), {res['cycles']} turns of {res['chunk']} frames each ==")
+    if fps:
+        for r in fps:
+            extra = f"  batch {last[r]['batch']}" if "batch" in (last[r] or {}) else ""
+            print(f"{r:<13} {fps[r]:7.2f} frames/s  {res['cores_used'][r]:.2f} cores  RSS {last[r]['rss_mb']:6.0f} MB (peak {last[r]['peak_mb']:.0f})"
+                  f"{extra}")
+        a = last["agent"]
+        cu = res["cores_used"]
+        print(f"agent / ceiling (batch {last['ceiling']['batch']}) = {fps['agent'] / fps['ceiling']:.3f} in "
+              f"frames/s, {fps['agent'] / cu['agent'] / (fps['ceiling'] / cu['ceiling']):.3f} in frames per "
+              "CPU-second (the fairer one when the box is oversubscribed: cores used < cores)")
+        if "ort-defaults" in fps:
+            print(f"agent / ort-defaults = {fps['agent'] / fps['ort-defaults']:.3f}; "
+                  f"ceiling / ort-defaults = {fps['ceiling'] / fps['ort-defaults']:.3f}")
+        if "ultralytics" in fps:
+            print(f"agent / ultralytics = {fps['agent'] / fps['ultralytics']:.3f}")
+        total = sum(a["per_camera"].values())
+        print("per camera frames/s: " + ", ".join(f"{c} {fps['agent'] * k / total:.2f}"
+                                                 for c, k in a["per_camera"].items())
+              + f"; mean batch {a['mean_batch']:.2f} (max {a['max_batch']})")
+        frames = a["frames"]
+        print("agent ms per frame by stage (work, overlapping): " + ", ".join(
+            f"{k} {v / frames * 1000:.2f}" for k, v in a["stages"].items()))
+        print(f"capture -> counted p50/p95: every frame {a['lat_frame_ms'][0]:.0f}/{a['lat_frame_ms'][1]:.0f} ms, "
+              f"frames completing a crossing ({a['n_crossings_lat']}) "
+              f"{a['lat_crossing_ms'][0]:.0f}/{a['lat_crossing_ms'][1]:.0f} ms; interval close -> PUBACK "
+              f"p50/p95 {a['close_ack_ms'][0]:.1f}/{a['close_ack_ms'][1]:.1f} ms ({a['n_acks']} messages)")
+        print(f"threads: {a['budget']}")
+    if res.get("soak"):
+        s = res["soak"]
+        first = [m for t, m in s if t <= 60] or [s[0][1]]
+        lastq = [m for t, m in s if t >= s[-1][0] - 60]
+        print(f"soak {s[-1][0] / 60:.1f} min: RSS first minute {max(first):.1f} MB -> last minute "
+              f"{max(lastq):.1f} MB (max {max(m for _, m in s):.1f})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(SHARED / "models" / "yolov8n_int8.onnx"))
     ap.add_argument("--video", default=str(SHARED / "data" / "vtest.avi"))
+    ap.add_argument("--cameras", default="1", help="comma-separated camera counts, e.g. 1,2,4,8")
     ap.add_argument("--cycles", type=int, default=6, help="turns each contender gets")
-    ap.add_argument("--chunk", type=int, default=25, help="frames per turn")
+    ap.add_argument("--chunk", type=int, default=24, help="frames per turn (over all cameras)")
+    ap.add_argument("--max-batch", type=int, help="performance.max_batch (default: cameras, at most 8)")
+    ap.add_argument("--prefetch", type=int, help="performance.prefetch (default 2)")
+    ap.add_argument("--spinning", action="store_true", help="performance.spinning: true")
+    ap.add_argument("--weights", help="comma-separated per-camera weights, e.g. 2,1,1,1")
     ap.add_argument("--ultralytics-python", help="a Python that has ultralytics (optional contender)")
+    ap.add_argument("--live-seconds", type=float, default=0, help="also run a live MJPEG camera this long")
+    ap.add_argument("--minutes", type=float, default=0, help="then run the agent alone this long, sampling RSS")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--worker", nargs=4, metavar=("ROLE", "MODEL", "VIDEO", "PORT"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        role, model, video, port = args.worker
-        worker(role, model, video, int(port))
+        role, model, video, port, cams, opts = args.worker
+        worker(role, model, video, int(port), int(cams), json.loads(opts))
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from edge_agent.localbroker import LocalBroker
+    import onnxruntime as ort
 
+    from edge_agent.localbroker import LocalBroker
+    from edge_agent.scheduler import usable_cores
+
+    print(f"{usable_cores()} cores, ONNX Runtime {ort.__version__} (CPUExecutionProvider), model "
+          f"{Path(args.model).name}, video {Path(args.video).name}; GPU: not measured")
     broker = LocalBroker(Path(tempfile.mkdtemp(prefix="bench-broker-")), verbose=False)
-    roles = {"ceiling": sys.executable, "agent": sys.executable}
-    if args.ultralytics_python:
-        roles["ultralytics"] = args.ultralytics_python
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "")}
-    env = {k: v for k, v in env.items() if v != ""}
-    procs = {r: subprocess.Popen([py, __file__, "--worker", r, args.model, args.video, str(broker.port)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-             for r, py in roles.items()}
+    results = []
     try:
-        for r, p in procs.items():
-            assert p.stdout is not None
-            while True:  # skip whatever a library prints before the worker is ready
-                line = p.stdout.readline()
-                if not line:
-                    raise SystemExit(f"bench: worker {r} failed to start")
-                if line.startswith('{"ready"'):
-                    break
-        totals = {r: {"frames": 0, "wall": 0.0, "rss_mb": 0.0, "stages": {}} for r in procs}
-        for _ in range(args.cycles):
-            for r, p in procs.items():  # one at a time: each gets the whole machine for its turn
-                assert p.stdin is not None and p.stdout is not None
-                p.stdin.write(f"{args.chunk}\n")
-                p.stdin.flush()
-                line = p.stdout.readline()
-                while line and not line.startswith('{"wall"'):
-                    line = p.stdout.readline()
-                if not line:
-                    raise SystemExit(f"bench: worker {r} died")
-                res = json.loads(line)
-                t = totals[r]
-                t["frames"] += args.chunk
-                t["wall"] += res["wall"]
-                t["rss_mb"] = res["rss_mb"]
-                t["stages"] = res["stages"]
+        for n in [int(c) for c in args.cameras.split(",")]:
+            res = scenario(args, n, broker.port)
+            show(res)
+            results.append(res)
+        if args.live_seconds:
+            live = live_phase(args.model, args.video, broker.port, args.live_seconds, worker_opts(args))
+            print(f"\n== live camera (MJPEG 10 fps) for {args.live_seconds:.0f} s, 1 s intervals ==")
+            print(f"processed {live['fps']:.2f} frames/s of {live['read'] / args.live_seconds:.1f} delivered, "
+                  f"{live['dropped']} dropped (newest frame wins)")
+            print(f"capture -> counted p50/p95: every frame {live['lat_frame_ms'][0]:.0f}/"
+                  f"{live['lat_frame_ms'][1]:.0f} ms, frames completing a crossing ({live['n_crossings_lat']}) "
+                  f"{live['lat_crossing_ms'][0]:.0f}/{live['lat_crossing_ms'][1]:.0f} ms")
+            print(f"interval end -> PUBACK p50/p95 {live['end_ack_ms'][0]:.0f}/{live['end_ack_ms'][1]:.0f} ms; "
+                  f"record handed over -> PUBACK {live['close_ack_ms'][0]:.1f}/{live['close_ack_ms'][1]:.1f} ms "
+                  f"({live['n_acks']} messages)")
+            results.append({"live": live})
     finally:
-        for p in procs.values():
-            p.kill()
         broker.stop()
-    fps = {r: t["frames"] / t["wall"] for r, t in totals.items()}
-    print(f"{'contender':<12} {'frames/s':>9} {'peak RSS MB':>12}")
-    for r in totals:
-        print(f"{r:<12} {fps[r]:9.2f} {totals[r]['rss_mb']:12.0f}")
-    print(f"agent / ceiling = {fps['agent'] / fps['ceiling']:.3f}")
-    if "ultralytics" in fps:
-        print(f"agent / ultralytics = {fps['agent'] / fps['ultralytics']:.3f}")
-    frames = totals["agent"]["frames"] + 1  # the warm-up step is in the stage sums too
-    print("agent ms per frame by stage: " + ", ".join(
-        f"{k} {v / frames * 1000:.2f}" for k, v in totals["agent"]["stages"].items()))
     if args.json:
-        args.json.write_text(json.dumps({"fps": fps, "totals": totals, "chunk": args.chunk,
-                                         "cycles": args.cycles}, indent=1))
+        args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 

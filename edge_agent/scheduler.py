@@ -1,0 +1,473 @@
+"""Keeping inference busy: thread budgets, per-camera prefetch and one shared inference scheduler.
+
+Inference is the cost of the box; everything else should hide behind it.
+
+* :class:`ThreadBudget` turns the ``performance`` section and the number of usable cores into
+  thread counts for ONNX Runtime, OpenCV and our own preparation threads.
+* :class:`Prefetcher` reads and letterboxes a camera's next frame in its own thread while the
+  current one is inferred. A file camera reads ahead into a small bounded queue (every frame is
+  processed, in order); a live camera keeps only the newest prepared frame, and every frame
+  replaced before it was taken is counted as dropped.
+* :class:`InferenceScheduler` owns the detector's session: camera threads hand it prepared
+  tensors, it gathers at most one frame per camera, runs them in one batched ``session.run``
+  when the model allows it, and hands each camera its own output. Cameras share it by weight
+  (stride scheduling): while several cameras have frames waiting, a camera of weight 2 gets
+  twice the frames of one of weight 1; a camera that is idle builds up no credit.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.config import ModelConfig, PerformanceConfig
+from edge_agent.types import Frame
+
+if TYPE_CHECKING:
+    from edge_agent.detection import Detector, Letterbox
+
+
+MAX_DEFAULT_BATCH = 8
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class ThreadBudget:
+    """Resolved thread counts.
+
+    Attributes:
+        cores: usable cores the defaults were derived from.
+        intra_op: ONNX Runtime intra-op threads (all cores by default: inference is the main cost).
+        inter_op: ONNX Runtime inter-op threads.
+        spinning: whether ONNX Runtime threads busy-wait between operators.
+        opencv: ``cv2.setNumThreads`` value.
+        prepare: frames decoded into tensors (letterboxed) at once over all cameras.
+    """
+
+    cores: int
+    intra_op: int
+    inter_op: int
+    spinning: bool
+    opencv: int
+    prepare: int
+
+    @classmethod
+    def resolve(cls, model: ModelConfig, perf: PerformanceConfig, cores: int | None = None) -> ThreadBudget:
+        """Thread counts from the configuration; unset ones derive from ``cores`` (default: usable cores)."""
+        n = cores or usable_cores()
+        return cls(
+            cores=n,
+            intra_op=model.threads or n,
+            inter_op=perf.inter_op_threads,
+            spinning=perf.spinning,
+            opencv=perf.opencv_threads if perf.opencv_threads is not None else (1 if n <= 4 else n // 4),
+            prepare=perf.prepare_threads or max(1, n // 2),
+        )
+
+    def apply_opencv(self) -> None:
+        """Set OpenCV's own thread pool size (process-wide)."""
+        import cv2
+
+        cv2.setNumThreads(self.opencv)
+
+    def describe(self) -> str:
+        return (f"{self.cores} cores: ONNX Runtime {self.intra_op} intra-op / {self.inter_op} inter-op threads"
+                f"{' spinning' if self.spinning else ''}, OpenCV {self.opencv}, {self.prepare} preparing at once")
+
+
+# ----------------------------------------------------------------------------- prefetch
+@dataclass(frozen=True)
+class Prepared:
+    """A frame ready for inference, or a live source's heartbeat (``frame`` None: no frame for a while).
+
+    Attributes:
+        frame: the frame, or None for a heartbeat.
+        dropped: frames dropped since the previous prepared frame (fps cap, overload, replaced).
+        tensor: (1, 3, H, W) network input; None for a heartbeat or when preparing failed.
+        letterbox: how the frame was fitted into the network input.
+        captured: wall-clock time (``time.time()``) the frame was captured (live) or read (file).
+        error: why the frame could not be prepared (the frame is then skipped and counted).
+    """
+
+    frame: Frame | None
+    dropped: int = 0
+    tensor: npt.NDArray[np.floating] | None = None
+    letterbox: Letterbox | None = None
+    captured: float = 0.0
+    error: str | None = None
+
+
+Prepare = Callable[[npt.NDArray[np.uint8]], "tuple[npt.NDArray[np.floating], Letterbox]"]
+
+
+class Prefetcher:
+    """Reads and prepares a camera's frames ahead of inference, in its own thread.
+
+    Args:
+        frames: the source's ``(frame or None, dropped)`` iterator (see ``VideoSource.frames``).
+        prepare: image -> (tensor, letterbox), e.g. ``Detector.preprocess``.
+        depth: frames prepared ahead (0: no thread; frames are read and prepared on iteration).
+        newest_wins: live source: hold one prepared frame and replace it by a newer one, counting
+            the replaced frame as dropped, instead of waiting for room.
+        on_drop: called with the number of frames replaced (for the source's counters).
+        slots: shared bound on frames being prepared at once over all cameras.
+        live_clock: frame timestamps are wall-clock capture times (live sources).
+        name: thread name.
+    """
+
+    def __init__(self, frames: Iterator[tuple[Frame | None, int]], prepare: Prepare, depth: int = 2,
+                 newest_wins: bool = False, on_drop: Callable[[int], None] | None = None,
+                 slots: threading.Semaphore | None = None, live_clock: bool = False, name: str = "prefetch"):
+        if depth < 0:
+            raise ValueError(f"depth must be >= 0, got {depth}")
+        self._frames = frames
+        self._prepare_fn = prepare
+        self.depth = 1 if newest_wins and depth else depth
+        self.newest_wins = newest_wins
+        self._on_drop = on_drop
+        self._slots = slots
+        self._live_clock = live_clock
+        self._queue: deque[Prepared] = deque()
+        self._cond = threading.Condition()
+        self._ended = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self.replaced = 0
+        self._thread: threading.Thread | None = None
+        if self.depth:
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self._thread.start()
+
+    def _prepare(self, frame: Frame | None, dropped: int) -> Prepared:
+        if frame is None:
+            return Prepared(None, dropped)
+        captured = frame.ts if self._live_clock else time.time()
+        try:
+            if self._slots is None:
+                tensor, lb = self._prepare_fn(frame.image)
+            else:
+                with self._slots:
+                    tensor, lb = self._prepare_fn(frame.image)
+        except ValueError as exc:  # a frame the detector refuses: skipped and counted downstream
+            return Prepared(frame, dropped, captured=captured, error=str(exc))
+        return Prepared(frame, dropped, tensor, lb, captured)
+
+    def _put(self, item: Prepared) -> None:
+        with self._cond:
+            if self.newest_wins:
+                if item.frame is None and self._queue:
+                    return  # a heartbeat is only needed while nothing else is waiting
+                replaced = 0
+                while len(self._queue) >= self.depth:
+                    old = self._queue.popleft()
+                    if old.frame is not None:
+                        replaced += 1
+                        item = Prepared(item.frame, item.dropped + old.dropped + 1, item.tensor, item.letterbox,
+                                        item.captured, item.error)
+                if replaced:
+                    self.replaced += replaced
+                    if self._on_drop is not None:
+                        self._on_drop(replaced)
+            else:
+                while len(self._queue) >= self.depth and not self._closed:
+                    self._cond.wait(0.5)
+                if self._closed:
+                    return
+            self._queue.append(item)
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        try:
+            for frame, dropped in self._frames:
+                if self._closed:
+                    break
+                self._put(self._prepare(frame, dropped))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            self._error = exc
+        finally:
+            close = getattr(self._frames, "close", None)
+            if close is not None:
+                close()  # a generator releases its capture
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def __iter__(self) -> Iterator[Prepared]:
+        """Prepared frames in order (for a live source: the newest each time); re-raises the source's error."""
+        if self._thread is None:
+            for frame, dropped in self._frames:
+                yield self._prepare(frame, dropped)
+            return
+        while True:
+            with self._cond:
+                while not self._queue and not self._ended:
+                    self._cond.wait()
+                if not self._queue:
+                    break
+                item = self._queue.popleft()
+                self._cond.notify_all()
+            yield item
+        if self._error is not None:
+            raise self._error
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop reading ahead and wait for the thread (the source itself is stopped by its stop event)."""
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+
+# ----------------------------------------------------------------------------- shared inference
+@dataclass(frozen=True)
+class Inferred:
+    """One camera's share of an inference call.
+
+    Attributes:
+        output: the model's first output for this frame, batch of one.
+        ms: this frame's share of the call's time (call time / frames in it).
+        batch: frames in the call.
+    """
+
+    output: npt.NDArray[np.floating]
+    ms: float
+    batch: int
+
+
+@dataclass
+class _Request:
+    camera: str
+    tensor: npt.NDArray[np.floating]
+    arrived: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Inferred | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class SchedulerStats:
+    """What the scheduler did: calls, frames, time in ``session.run`` and frames per camera."""
+
+    calls: int = 0
+    frames: int = 0
+    busy_s: float = 0.0
+    per_camera: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def mean_batch(self) -> float:
+        return self.frames / self.calls if self.calls else 0.0
+
+
+class InferenceScheduler:
+    """One inference thread for all cameras: gathers their frames, batches them, shares fairly by weight.
+
+    Args:
+        detector: the shared detector (its session is only run by this scheduler's thread).
+        max_batch: frames per call at most; reduced to 1 when the model cannot batch (see
+            ``Detector.batch_capacity``).
+        batch_wait_s: how long a batch waits for cameras that have no frame waiting yet.
+        prepare_threads: frames the cameras' prefetchers prepare at once (None: no bound).
+    """
+
+    def __init__(self, detector: Detector, max_batch: int = 1, batch_wait_s: float = 0.05,
+                 prepare_threads: int | None = None):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if batch_wait_s < 0:
+            raise ValueError(f"batch_wait_s must be >= 0, got {batch_wait_s}")
+        self.detector = detector
+        self.max_batch = detector.batch_capacity(max_batch)
+        self.batch_wait_s = batch_wait_s
+        self.prepare_slots = threading.BoundedSemaphore(prepare_threads) if prepare_threads else None
+        self.stats = SchedulerStats()
+        self._cond = threading.Condition()
+        self._pending: dict[str, _Request] = {}
+        self._stride: dict[str, float] = {}   # 1 / weight of each active camera
+        self._pass: dict[str, float] = {}     # virtual time each camera has used
+        self._vtime = 0.0
+        self._served: dict[str, float] = {}   # when each camera last got its result (monotonic)
+        self._back_s: dict[str, float] = {}   # how soon each camera comes back with its next frame (EWMA)
+        self._free_since = time.monotonic()   # when the last call ended
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_config(cls, detector: Detector, perf: PerformanceConfig, cameras: int,
+                    budget: ThreadBudget) -> InferenceScheduler:
+        """The scheduler for ``cameras`` cameras as the ``performance`` section asks."""
+        wanted = perf.max_batch or min(max(cameras, 1), MAX_DEFAULT_BATCH)
+        return cls(detector, wanted, perf.batch_wait_ms / 1000, budget.prepare)
+
+    # -------------------------------------------------------------- cameras
+    def register(self, camera: str, weight: float = 1.0) -> None:
+        """A camera starts taking part; ``weight`` is its share while cameras compete."""
+        if weight <= 0:
+            raise ValueError(f"weight must be > 0, got {weight}")
+        with self._cond:
+            self._stride[camera] = 1.0 / weight
+            self._pass[camera] = max(self._pass.get(camera, 0.0), self._vtime)
+
+    def unregister(self, camera: str) -> None:
+        """A camera has stopped: batches no longer wait for it."""
+        with self._cond:
+            self._stride.pop(camera, None)
+            self._cond.notify_all()
+
+    def infer(self, camera: str, tensor: npt.NDArray[np.floating]) -> Inferred:
+        """Run one camera's frame (blocks until its batch has run).
+
+        Raises:
+            RuntimeError: the scheduler is closed.
+            Exception: whatever ONNX Runtime raised for the batch.
+        """
+        req = _Request(camera, tensor, time.monotonic())
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("inference scheduler is closed")
+            if camera not in self._stride:
+                self._stride[camera] = 1.0
+            self._pass[camera] = max(self._pass.get(camera, 0.0), self._vtime)  # no credit for idle time
+            if camera in self._served:
+                gap = req.arrived - self._served[camera]
+                self._back_s[camera] = 0.7 * self._back_s.get(camera, gap) + 0.3 * gap
+            self._pending[camera] = req
+            self._cond.notify_all()
+        req.done.wait()
+        if req.error is not None:
+            raise req.error
+        assert req.result is not None
+        return req.result
+
+    # -------------------------------------------------------------- the thread
+    def _order(self, cameras: list[str]) -> list[str]:
+        """Cameras whose turn it is, least virtual time first.
+
+        With equal weights every camera's turn (one frame each at most, so none gets ahead while
+        the others wait); otherwise those within one stride of the least virtual time.
+        """
+        ranked = sorted(cameras, key=lambda c: max(self._pass.get(c, 0.0), self._vtime))
+        strides = {self._stride.get(c, 1.0) for c in ranked}
+        if len(strides) == 1:
+            return ranked
+        least = max(self._pass.get(ranked[0], 0.0), self._vtime)
+        return [c for c in ranked if max(self._pass.get(c, 0.0), self._vtime) < least + min(strides) - 1e-12]
+
+    def _choose(self) -> list[_Request]:
+        """Waiting requests to run now (their cameras' turn), at most ``max_batch``."""
+        chosen = [self._pending.pop(c) for c in self._order(list(self._pending))[:self.max_batch]]
+        self._vtime = max(self._vtime, min(self._pass[r.camera] for r in chosen))
+        for r in chosen:
+            self._pass[r.camera] += self._stride.get(r.camera, 1.0)
+        return chosen
+
+    def _missing(self) -> bool:
+        """A camera whose turn it is has no frame waiting yet but usually comes back within the wait."""
+        soon = [c for c in self._stride if c not in self._pending
+                and self._back_s.get(c, float("inf")) <= self.batch_wait_s]
+        if not soon:
+            return False
+        turn = self._order(list(self._pending) + soon)[:self.max_batch]
+        return any(c not in self._pending for c in turn)
+
+    def _gather(self) -> list[_Request] | None:
+        """Wait for requests; then, up to ``batch_wait_s``, for cameras that fill the batch or whose turn it is."""
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait()
+            if not self._pending:
+                return None
+            # frames that arrived while the previous call ran wait from its end, not from their arrival
+            start = max(min(r.arrived for r in self._pending.values()), self._free_since)
+            deadline = start + self.batch_wait_s
+            while not self._closed and self._missing():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._choose()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._gather()
+            if batch is None:
+                return
+            tensor = batch[0].tensor if len(batch) == 1 else np.concatenate([r.tensor for r in batch])
+            t0 = time.perf_counter()
+            try:
+                out = self.detector.infer(tensor)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting camera
+                for r in batch:
+                    r.error = exc
+                    r.done.set()
+                continue
+            dt = time.perf_counter() - t0
+            st = self.stats
+            st.calls += 1
+            st.frames += len(batch)
+            st.busy_s += dt
+            now = time.monotonic()
+            with self._cond:
+                self._free_since = now
+                for r in batch:
+                    self._served[r.camera] = now
+            for i, r in enumerate(batch):
+                st.per_camera[r.camera] = st.per_camera.get(r.camera, 0) + 1
+                r.result = Inferred(out[i:i + 1], dt * 1000 / len(batch), len(batch))
+                r.done.set()
+
+    def close(self) -> None:
+        """Finish the waiting requests, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+
+
+# ----------------------------------------------------------------------------- latency
+class LatencyLog:
+    """Recent capture -> counted latencies of one camera (seconds), bounded.
+
+    Args:
+        size: latencies kept (the oldest are forgotten).
+    """
+
+    def __init__(self, size: int = 10_000):
+        self.frames: deque[float] = deque(maxlen=size)
+        self.crossings: deque[float] = deque(maxlen=size)
+        self.count = 0  # frames processed, all told
+
+    def add(self, seconds: float, crossing: bool) -> None:
+        """One frame fully processed ``seconds`` after capture; ``crossing``: it completed a line crossing."""
+        self.count += 1
+        self.frames.append(seconds)
+        if crossing:
+            self.crossings.append(seconds)
+
+    @staticmethod
+    def percentiles(values: deque[float] | list[float], qs: tuple[float, ...] = (50, 95)) -> list[float]:
+        """Percentiles in milliseconds (NaN when there is no value)."""
+        if not values:
+            return [float("nan")] * len(qs)
+        return [float(v) * 1000 for v in np.percentile(np.asarray(values), qs)]
+
+
+__all__ = ["InferenceScheduler", "Inferred", "LatencyLog", "Prefetcher", "Prepared", "SchedulerStats",
+           "ThreadBudget", "usable_cores"]

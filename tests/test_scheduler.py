@@ -1,0 +1,209 @@
+"""Prefetch, batched and fairly shared inference, thread budgets: on real frames and real models."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from agent_support import make_clip
+from conftest import FIXTURES, free_port
+from edge_agent.config import CameraConfig, ConfigError, ModelConfig, PerformanceConfig, parse_config
+from edge_agent.detection import Detector
+from edge_agent.scheduler import InferenceScheduler, Prefetcher, ThreadBudget
+from edge_agent.sources import VideoSource
+
+TINY = FIXTURES / "detector" / "tiny_yolo11.onnx"
+MJPEG_SERVER = Path(__file__).with_name("mjpeg_server.py")
+
+
+def dynamic_batch_copy(src: Path, dst: Path) -> Path:
+    """The model with a dynamic batch dimension (Reshape targets take the batch from their input)."""
+    model = onnx.load(str(src))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    for value in list(graph.input) + list(graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    for node in graph.node:
+        if node.op_type == "Reshape" and node.input[0] not in inits and node.input[1] in inits:
+            shape = numpy_helper.to_array(inits[node.input[1]]).copy()
+            if shape.ndim == 1 and shape[0] == 1:
+                shape[0] = 0  # 0: copy the input's dimension
+                inits[node.input[1]].CopyFrom(numpy_helper.from_array(shape, node.input[1]))
+    del graph.value_info[:]
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def clip(vtest_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(vtest_video, tmp_path_factory.mktemp("clip") / "vtest_12.avi", 12)
+
+
+@pytest.fixture(scope="module")
+def frames(clip: Path) -> list[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(clip))
+    out = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            return out
+        out.append(img)
+
+
+def test_prefetch_of_a_file_gives_every_frame_in_order_prepared(clip: Path, coco_model: Path) -> None:
+    det = Detector(coco_model, device="cpu")
+    stop = threading.Event()
+    source = VideoSource(CameraConfig(id="cam", source=str(clip)), stop)
+    items = list(Prefetcher(source.frames(), det.preprocess, depth=2))
+    assert [i.frame.seq for i in items if i.frame] == list(range(12))
+    assert all(i.dropped == 0 and i.error is None for i in items)
+    for item in items:
+        assert item.frame is not None and item.tensor is not None
+        tensor, lb = det.preprocess(item.frame.image)
+        assert np.array_equal(item.tensor, tensor) and item.letterbox == lb
+
+
+def _wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"MJPEG server did not listen on {port}")
+
+
+def test_live_camera_newest_frame_wins_and_every_skipped_frame_is_counted(vtest_video: Path,
+                                                                          coco_model: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(MJPEG_SERVER), str(vtest_video), str(port)])
+    stop = threading.Event()
+    try:
+        _wait_port(port)
+        det = Detector(coco_model, device="cpu")
+        source = VideoSource(CameraConfig(id="live", source=f"http://127.0.0.1:{port}/"), stop)
+        replaced: list[int] = []
+        feed = Prefetcher(source.frames(), det.preprocess, depth=2, newest_wins=True, on_drop=replaced.append,
+                          live_clock=True)
+        got = []
+        ages = []
+        t_end = time.monotonic() + 4
+        for item in feed:
+            if item.frame is not None:
+                got.append(item)
+                ages.append(time.time() - item.captured)
+                time.sleep(0.4)  # inference slower than the camera (10 fps)
+            if time.monotonic() > t_end and len(got) >= 6:
+                break
+        stop.set()
+        feed.close()
+    finally:
+        stop.set()
+        server.kill()
+        server.wait()
+    seqs = [i.frame.seq for i in got if i.frame]
+    assert seqs == sorted(set(seqs))
+    # every frame between two processed ones was dropped and counted, none twice
+    assert all(b - a - 1 == item.dropped for a, b, item in zip(seqs, seqs[1:], got[1:]))
+    assert sum(i.dropped for i in got[1:]) >= 2 * (len(got) - 1)   # 0.4 s per frame at 10 fps
+    assert sum(replaced) > 0 and source.counters.dropped + sum(replaced) >= sum(i.dropped for i in got[1:])
+    # no backlog: a frame is fresh when taken although each one takes 0.4 s to process
+    assert float(np.median(ages[1:])) < 0.3, ages
+
+
+def test_batched_inference_gives_each_camera_its_own_output(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    det = Detector(dynamic_batch_copy(TINY, tmp_path / "tiny_dyn.onnx"), confidence=0.01, device="cpu")
+    assert det.batch_capacity(4) == 4
+    sched = InferenceScheduler(det, max_batch=4, batch_wait_s=0.2)
+    cams = [f"cam{i}" for i in range(4)]
+    for c in cams:
+        sched.register(c)
+    results: dict[str, list[np.ndarray]] = {}
+
+    def camera(c: str, imgs: list[np.ndarray]) -> None:
+        results[c] = [sched.infer(c, det.preprocess(img)[0]).output for img in imgs]
+
+    work = {c: frames[i * 3:(i + 1) * 3] for i, c in enumerate(cams)}
+    threads = [threading.Thread(target=camera, args=(c, work[c])) for c in cams]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    sched.close()
+    assert sched.stats.frames == 12 and sched.stats.mean_batch > 1.5
+    for c in cams:
+        for img, out in zip(work[c], results[c]):
+            alone = det.infer(det.preprocess(img)[0])
+            assert out.shape == alone.shape
+            np.testing.assert_allclose(out, alone, rtol=0, atol=1e-4 * float(np.abs(alone).max()))
+
+
+def test_dynamically_quantized_model_is_never_batched(tmp_path: Path, coco_model: Path) -> None:
+    assert Detector(coco_model, device="cpu").batch_capacity(4) == 1  # fixed batch of one
+    # with a dynamic batch, DynamicQuantizeLinear scales over the whole batch: cameras would change each other
+    dyn = Detector(dynamic_batch_copy(coco_model, tmp_path / "int8_dyn.onnx"), device="cpu")
+    assert dyn.batch_capacity(4) == 1
+
+
+def _compete(weights: dict[str, float], frames: list[np.ndarray], total: int) -> dict[str, int]:
+    det = Detector(TINY, device="cpu")
+    sched = InferenceScheduler(det, max_batch=1, batch_wait_s=0.1)
+    tensor = det.preprocess(frames[0])[0]
+    done = threading.Event()
+    for c, w in weights.items():
+        sched.register(c, w)
+
+    def camera(c: str) -> None:
+        while not done.is_set():
+            sched.infer(c, tensor)
+            if sched.stats.frames >= total:
+                done.set()
+            time.sleep(0.001)  # tracking and counting
+        sched.unregister(c)
+
+    threads = [threading.Thread(target=camera, args=(c,)) for c in weights]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    sched.close()
+    return sched.stats.per_camera
+
+
+def test_cameras_share_inference_by_weight(frames: list[np.ndarray]) -> None:
+    equal = _compete({"a": 1, "b": 1}, frames, 120)
+    assert 0.8 < equal["a"] / equal["b"] < 1.25, equal
+    weighted = _compete({"a": 3, "b": 1}, frames, 160)
+    assert 2.4 < weighted["a"] / weighted["b"] < 3.6, weighted
+
+
+def test_thread_budget_defaults_follow_the_cores(coco_model: Path) -> None:
+    model, perf = ModelConfig(path=coco_model), PerformanceConfig()
+    small = ThreadBudget.resolve(model, perf, cores=2)
+    assert (small.intra_op, small.inter_op, small.opencv, small.prepare, small.spinning) == (2, 1, 1, 1, False)
+    big = ThreadBudget.resolve(model, perf, cores=16)
+    assert (big.intra_op, big.opencv, big.prepare) == (16, 4, 8)
+    set_ = ThreadBudget.resolve(ModelConfig(path=coco_model, threads=3),
+                                PerformanceConfig(opencv_threads=0, prepare_threads=2, spinning=True), cores=16)
+    assert (set_.intra_op, set_.opencv, set_.prepare, set_.spinning) == (3, 0, 2, True)
+
+
+def test_performance_section_is_validated(coco_model: Path) -> None:
+    base = f"model: {{path: {coco_model}}}\ncameras: [{{id: a, source: 0, weight: 2}}]\n"
+    cfg = parse_config(base + "performance: {max_batch: 4, prefetch: 1}\n", check_files=False)
+    assert cfg.performance.max_batch == 4 and cfg.cameras[0].weight == 2
+    with pytest.raises(ConfigError, match=r"performance.max_batchh: unknown key"):
+        parse_config(base + "performance: {max_batchh: 4}\n", check_files=False)
+    with pytest.raises(ConfigError, match=r"performance.prefetch: Input should be less than or equal to 16"):
+        parse_config(base + "performance: {prefetch: 99}\n", check_files=False)
