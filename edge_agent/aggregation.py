@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from edge_agent.types import (
+    DEFAULT_SPEED_BINS_KMH,
     CrossingEvent,
     DataQuality,
     Direction,
@@ -51,7 +52,7 @@ from edge_agent.types import (
 )
 
 GAP_S = 2.0  # frames further apart than this do not count as the camera being online in between
-DEFAULT_BINS = (0, 10, 20, 30, 40, 50, 60, 70, 80, 100, 120)
+DEFAULT_BINS = DEFAULT_SPEED_BINS_KMH
 
 
 def utc(ts: float) -> datetime:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from edge_agent import __version__
-from edge_agent.aggregation import DEFAULT_BINS, utc
+from edge_agent.types import DEFAULT_SPEED_BINS_KMH as DEFAULT_BINS
 from edge_agent.types import Direction, Incident, IntervalRecord, LaneStats, Message, SpeedStats, ZoneStats
 
 STATS_SCHEMA = "edge-agent/interval-stats"
@@ -52,6 +53,10 @@ def events_topic(prefix: str, camera_id: str) -> str:
 
 def presence_topic(prefix: str, camera_id: str) -> str:
     return f"{prefix}/{camera_id}/presence"
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
 def _iso(dt: Any) -> str:

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+DEFAULT_SPEED_BINS_KMH = (0, 10, 20, 30, 40, 50, 60, 70, 80, 100, 120)
+
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
