@@ -5,9 +5,11 @@
 
 Starts mosquitto on a free port (``max_queued_messages 0``, ``max_inflight_messages 0``:
 the broker must not drop QoS 1 messages for a busy subscriber; mosquitto's default
-queue of 1000 would), then for each consumer below a separate publisher process
-sends the same N statistics messages (valid interval-stats.v1, QoS 1) as fast as
-it can, and prints:
+queue of 1000 would, and the controller acknowledges a message only once it is
+stored, so its in-flight window must hold a batch), then for each consumer below
+``--publishers`` publisher processes send the same N statistics messages (valid
+interval-stats.v1, QoS 1, encoded before the clock starts) as fast as they can,
+and prints:
 
 1. bare:   a paho subscriber that only parses the JSON (the ceiling of a Python
            consumer on this machine);
@@ -19,6 +21,11 @@ it can, and prints:
 Consumers run as their own processes (``python -m edge_agent.controller``), so the
 GIL of one does not slow another. The rates are messages from the first to the
 last one received (bare) or committed (controller).
+
+For each run it also prints the CPU time per message of the broker, the
+publishers and the consumer(s) (from /proc), and what they add up to: on a
+machine with C cores no consumer can go faster than C / (total CPU s per
+message) while the publishers and the broker share those cores with it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -69,17 +77,22 @@ def payloads(n: int, cameras: int) -> list[tuple[str, bytes, str]]:
 # ---------------------------------------------------------------- child roles
 
 
-def role_publish(port: int, n: int, cameras: int, times_file: str) -> None:
+def role_publish(port: int, n: int, cameras: int, times_file: str, part: int, parts: int, go_file: str) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    msgs = payloads(n, cameras)
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=MQTTProtocolVersion.MQTTv5)
+    msgs = payloads(n, cameras)[part::parts]  # encoded before the clock starts
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{part}-{time.monotonic_ns()}",
+                    protocol=MQTTProtocolVersion.MQTTv5)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     c.connect("127.0.0.1", port)
     c.loop_start()
+    Path(f"{times_file}.ready").write_text("ok")
+    while not Path(go_file).exists():  # all publishers start together
+        time.sleep(0.002)
     sent = {}
+    cpu0 = time.process_time()
     t0 = time.time()
     infos = []
     for topic, payload, key in msgs:
@@ -88,16 +101,17 @@ def role_publish(port: int, n: int, cameras: int, times_file: str) -> None:
     for i in infos:
         i.wait_for_publish(120)
     t1 = time.time()
+    cpu = time.process_time() - cpu0
     c.disconnect()
     c.loop_stop()
-    Path(times_file).write_text(json.dumps({"sent": sent, "start": t0, "end": t1}))
+    Path(times_file).write_text(json.dumps({"sent": sent, "start": t0, "end": t1, "cpu_s": cpu}))
 
 
 def role_bare(port: int, n: int, ready_file: str, out_file: str) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    got = {"n": 0, "first": 0.0, "last": 0.0}
+    got = {"n": 0, "first": 0.0, "last": 0.0, "cpu_s": 0.0}
 
     def on_message(client, userdata, msg):  # type: ignore[no-untyped-def]
         json.loads(msg.payload)
@@ -115,6 +129,7 @@ def role_bare(port: int, n: int, ready_file: str, out_file: str) -> None:
     deadline = time.time() + 300
     while got["n"] < n and time.time() < deadline:
         c.loop(0.1)
+    got["cpu_s"] = time.process_time()
     Path(out_file).write_text(json.dumps(got))
 
 
@@ -125,25 +140,49 @@ def me(*args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *args]
 
 
-def publish(port: int, n: int, cameras: int, tmp: Path) -> dict[str, object]:
-    f = tmp / f"sent-{time.monotonic_ns()}.json"
-    subprocess.run(me("--role", "publish", "--port", str(port), "--messages", str(n), "--cameras", str(cameras),
-                      "--file", str(f)), check=True)
-    return json.loads(f.read_text())  # type: ignore[no-any-return]
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_bare(port: int, n: int, cameras: int, tmp: Path) -> float:
+def publish(port: int, n: int, cameras: int, tmp: Path, parts: int) -> dict[str, Any]:
+    """N messages from ``parts`` publisher processes started together; send times, span and their CPU."""
+    tag = time.monotonic_ns()
+    go = tmp / f"go-{tag}"
+    files = [tmp / f"sent-{tag}-{i}.json" for i in range(parts)]
+    procs = [subprocess.Popen(me("--role", "publish", "--port", str(port), "--messages", str(n), "--cameras",
+                                 str(cameras), "--file", str(f), "--part", str(i), "--publishers", str(parts),
+                                 "--ready", str(go))) for i, f in enumerate(files)]
+    while not all(Path(f"{f}.ready").exists() for f in files):
+        time.sleep(0.01)
+    go.write_text("go")
+    for p in procs:
+        if p.wait(600) != 0:
+            raise SystemExit("a publisher failed")
+    docs = [json.loads(f.read_text()) for f in files]
+    sent: dict[str, float] = {}
+    for d in docs:
+        sent.update(d["sent"])
+    return {"sent": sent, "start": min(d["start"] for d in docs), "end": max(d["end"] for d in docs),
+            "cpu_s": sum(d["cpu_s"] for d in docs)}
+
+
+def bench_bare(port: int, n: int, cameras: int, tmp: Path, parts: int, broker_pid: int) -> dict[str, float]:
     ready, out = tmp / "bare.ready", tmp / "bare.json"
     p = subprocess.Popen(me("--role", "bare", "--port", str(port), "--messages", str(n), "--file", str(out),
                             "--ready", str(ready)))
     while not ready.exists():
         time.sleep(0.05)
-    publish(port, n, cameras, tmp)
+    b0 = cpu_s(broker_pid)
+    sent = publish(port, n, cameras, tmp, parts)
     p.wait(300)
+    broker_cpu = cpu_s(broker_pid) - b0
     got = json.loads(out.read_text())
     if got["n"] != n:
         print(f"  bare subscriber lost messages: {got['n']} of {n}")
-    return float(got["n"] / (got["last"] - got["first"]))
+    return {"rate": got["n"] / (got["last"] - got["first"]), "publisher_rate": n / (sent["end"] - sent["start"]),
+            "cpu_consumer": got["cpu_s"] / n, "cpu_publishers": sent["cpu_s"] / n, "cpu_broker": broker_cpu / n}
 
 
 def controller_cfg(tmp: Path, port: int, name: str, db: Path) -> Path:
@@ -155,7 +194,8 @@ def controller_cfg(tmp: Path, port: int, name: str, db: Path) -> Path:
     return path
 
 
-def bench_controllers(port: int, n: int, cameras: int, tmp: Path, replicas: int) -> dict[str, float]:
+def bench_controllers(port: int, n: int, cameras: int, tmp: Path, replicas: int, parts: int,
+                      broker_pid: int) -> dict[str, float]:
     db = tmp / f"ctrl-{replicas}.db"
     procs = []
     for r in range(replicas):
@@ -167,11 +207,15 @@ def bench_controllers(port: int, n: int, cameras: int, tmp: Path, replicas: int)
     for _, log in procs:
         while "subscribed to" not in log.read_text():
             time.sleep(0.05)
-    sent = publish(port, n, cameras, tmp)
+    c0 = [cpu_s(p.pid) for p, _ in procs]
+    b0 = cpu_s(broker_pid)
+    sent = publish(port, n, cameras, tmp, parts)
     con = sqlite3.connect(db)
     deadline = time.time() + 300
     while time.time() < deadline and con.execute("SELECT COUNT(*) FROM stats").fetchone()[0] < n:
-        time.sleep(0.2)
+        time.sleep(0.05)
+    consumer_cpu = sum(cpu_s(p.pid) for p, _ in procs) - sum(c0)
+    broker_cpu = cpu_s(broker_pid) - b0
     for p, _ in procs:
         p.send_signal(signal.SIGTERM)
     for p, _ in procs:
@@ -181,24 +225,36 @@ def bench_controllers(port: int, n: int, cameras: int, tmp: Path, replicas: int)
     distinct = len({r[0] for r in rows})
     first_rx = min(r[1] for r in rows)
     last_commit = max(r[2] for r in rows)
-    lags = sorted(r[2] - sent["sent"][r[0]] for r in rows)  # type: ignore[index]
-    pub_rate = n / (sent["end"] - sent["start"])  # type: ignore[operator]
+    lags = sorted(r[2] - sent["sent"][r[0]] for r in rows)
+    pub_rate = n / (sent["end"] - sent["start"])
     return {"stored": stored, "distinct": distinct, "rate": stored / (last_commit - first_rx),
             "p50_ms": 1000 * lags[len(lags) // 2], "p95_ms": 1000 * lags[int(len(lags) * 0.95)],
-            "publisher_rate": pub_rate}
+            "publisher_rate": pub_rate, "cpu_consumer": consumer_cpu / n, "cpu_publishers": sent["cpu_s"] / n,
+            "cpu_broker": broker_cpu / n}
+
+
+def cpu_line(r: dict[str, float]) -> str:
+    """CPU per message of each party and the rate their sum allows on this machine's cores."""
+    total = r["cpu_consumer"] + r["cpu_publishers"] + r["cpu_broker"]
+    cores = os.cpu_count() or 1
+    return (f"    CPU us/msg: consumer(s) {1e6 * r['cpu_consumer']:.0f}, publishers {1e6 * r['cpu_publishers']:.0f}, "
+            f"broker {1e6 * r['cpu_broker']:.0f}; total {1e6 * total:.0f} -> at most {cores / total:.0f} msg/s "
+            f"on {cores} core(s)")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--cameras", type=int, default=50)
+    ap.add_argument("--publishers", type=int, default=2, help="publisher processes sending the messages together")
+    ap.add_argument("--part", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--role", choices=["publish", "bare"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--ready", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.role == "publish":
-        role_publish(a.port, a.messages, a.cameras, a.file)
+        role_publish(a.port, a.messages, a.cameras, a.file, a.part, a.publishers, a.ready)
         return 0
     if a.role == "bare":
         role_bare(a.port, a.messages, a.ready, a.file)
@@ -208,20 +264,27 @@ def main() -> int:
     broker = LocalBroker(tmp, extra="max_inflight_messages 0", max_queued_messages=0, verbose=False)
     port = broker.port
     try:
-        print(f"{a.messages} statistics messages from {a.cameras} cameras, QoS 1, mosquitto on :{port}, "
-              f"{os.cpu_count()} CPU(s)")
-        bare = bench_bare(port, a.messages, a.cameras, tmp)
-        print(f"bare paho subscriber (json.loads only): {bare:8.0f} msg/s  <- ceiling")
-        one = bench_controllers(port, a.messages, a.cameras, tmp, 1)
+        print(f"{a.messages} statistics messages from {a.cameras} cameras, QoS 1, {a.publishers} publisher "
+              f"process(es), mosquitto on :{port}, {os.cpu_count()} CPU(s)")
+        assert broker.process is not None
+        bpid = broker.process.pid
+        bare_r = bench_bare(port, a.messages, a.cameras, tmp, a.publishers, bpid)
+        bare = bare_r["rate"]
+        print(f"bare paho subscriber (json.loads only): {bare:8.0f} msg/s  <- ceiling; publishers "
+              f"{bare_r['publisher_rate']:.0f} msg/s")
+        print(cpu_line(bare_r))
+        one = bench_controllers(port, a.messages, a.cameras, tmp, 1, a.publishers, bpid)
         print(f"controller x1 (SQLite):                  {one['rate']:8.0f} msg/s  = {one['rate'] / bare:.2f} x "
               f"ceiling; stored {one['stored']}/{a.messages} (loss {a.messages - one['distinct']}); lag p50 "
-              f"{one['p50_ms']:.0f} ms, p95 {one['p95_ms']:.0f} ms; publisher {one['publisher_rate']:.0f} msg/s")
-        two = bench_controllers(port, a.messages, a.cameras, tmp, 2)
+              f"{one['p50_ms']:.0f} ms, p95 {one['p95_ms']:.0f} ms; publishers {one['publisher_rate']:.0f} msg/s")
+        print(cpu_line(one))
+        two = bench_controllers(port, a.messages, a.cameras, tmp, 2, a.publishers, bpid)
         print(f"controller x2 (shared subscription):     {two['rate']:8.0f} msg/s  = {two['rate'] / one['rate']:.2f} x "
               f"one; stored {two['stored']} rows, {two['distinct']} distinct of {a.messages} "
               f"({'exactly once' if two['stored'] == two['distinct'] == a.messages else 'NOT exactly once'}); "
-              f"lag p50 {two['p50_ms']:.0f} ms, p95 {two['p95_ms']:.0f} ms; publisher {two['publisher_rate']:.0f} "
+              f"lag p50 {two['p50_ms']:.0f} ms, p95 {two['p95_ms']:.0f} ms; publishers {two['publisher_rate']:.0f} "
               f"msg/s")
+        print(cpu_line(two))
     finally:
         broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -89,6 +89,35 @@ def test_rest_in_green_and_max_green_from_webster() -> None:
         min(max(g * 1.5, 5), 80), abs=1.0)
 
 
+def test_delay_rule_weighs_the_next_phase_queue_clearance() -> None:
+    # one vehicle still extending ns; east has 7 vehicles. Ending now makes the extending vehicle wait both
+    # intergreens (10 s) + the green east needs to clear its longest lane queue (2 s start-up + 2 s a vehicle at
+    # 1800 veh/h); extending costs 1 s to each of east's 7 vehicles (zone 2.5 s: 0.4 vehicle leaves a second).
+    def first_change(east: tuple[int, int, int]) -> Any:
+        clock = Clock()
+        act = PhaseActuator(IntersectionConfig.model_validate(inter(extension_zone_s=2.5)), clock)
+        ch = run(act, clock, 30, cam_n=(1, 0, 1), cam_e=east)
+        return ch[0][1].reason if ch else None
+
+    assert first_change((7, 1, 0)) == "delay: more waiting than extending"  # 1 x (10 + 5) < 2.5 x 7
+    assert first_change((7, 6, 0)) is None  # 1 x (10 + 2 + 12) >= 2.5 x 7: a long queue makes the cut costly
+
+
+def test_queue_elsewhere_counts_the_served_queue() -> None:
+    def first_change(north: tuple[int, int, int], east_queue: int) -> Any:
+        clock = Clock()
+        cfg = IntersectionConfig.model_validate(inter(queue_per_extending_veh=4.0))
+        act = PhaseActuator(cfg, clock)
+        act.set_plan(SignalPlanner(cfg).plan({"north": 300, "south": 300, "east": 300}))  # ns green below 30 s
+        ch = run(act, clock, 30, cam_n=north, cam_e=(east_queue, east_queue, 0))
+        return ch[0][1].reason if ch else None
+
+    # ns serves 1 moving + 2 queued vehicles: east's queue must exceed 4 x 3 to cut it before max green
+    assert first_change((3, 2, 1), 12) == "max green"
+    assert first_change((3, 2, 1), 13) == "queue elsewhere"
+    assert first_change((1, 0, 1), 5) == "queue elsewhere"  # 1 served vehicle: 5 stopped elsewhere suffice
+
+
 def test_stale_presence_falls_back_to_webster_fixed_greens() -> None:
     clock = Clock()
     cfg = IntersectionConfig.model_validate(inter())

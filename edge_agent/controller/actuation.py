@@ -23,6 +23,15 @@ bounds come from the current Webster plan):
   (``max_green_s`` alone before the first plan);
 * between the two it is extended while a vehicle is in the extension zone of a
   lane it serves (``near_veh`` > ``gap_out_veh``), and ends at the first gap;
+* before Webster's green it is not ended while its own lanes still queue;
+* it also ends once another phase queues more than ``queue_per_extending_veh``
+  stopped vehicles per vehicle it still serves (moving in its extension zones or
+  queued on its lanes), or once extending saves less delay than it costs
+  (``extension_zone_s``): the vehicles leaving per second (``near_veh`` /
+  ``extension_zone_s``) each save the red they would wait, both intergreens plus
+  the next phase's queue-clearance time (start-up lost time + its longest lane
+  queue at the approach's saturation flow, within that phase's green bounds),
+  while every vehicle waiting or approaching on the next phase loses a second;
 * with ``rest_in_green`` it is kept while no other phase has any vehicle
   waiting or approaching (no point in stopping a flow for nobody);
 * the next phase is the one with the most vehicles in its zones (queued
@@ -116,6 +125,8 @@ class PhaseActuator:
         self.lanes: dict[str, LaneState] = {}
         self.phase_lanes: list[list[str]] = []
         approach_lanes = {a.id: list(a.presence) for a in cfg.approaches}
+        # seconds per vehicle of a discharging queue on each lane (its approach's saturation flow)
+        self.headway_s = {ln: 3600.0 / a.saturation_flow_veh_h_lane for a in cfg.approaches for ln in a.presence}
         for p in cfg.phases:
             self.phase_lanes.append([ln for a in p.approaches for ln in approach_lanes[a]])
         for a in cfg.approaches:
@@ -160,6 +171,13 @@ class PhaseActuator:
 
     def near(self, i: int) -> int:
         return sum(self.lanes[ln].near_veh for ln in self.phase_lanes[i])
+
+    def clearance_s(self, i: int) -> float:
+        """Green phase ``i`` needs to discharge its longest lane queue now, within its bounds."""
+        lo, hi = self.bounds(i)
+        need = self.cfg.startup_lost_s + max(
+            (self.lanes[ln].queue_veh * self.headway_s[ln] for ln in self.phase_lanes[i]), default=0.0)
+        return min(max(need, lo), hi)
 
     def bounds(self, i: int) -> tuple[float, float]:
         p = self.cfg.phases[i]
@@ -212,16 +230,16 @@ class PhaseActuator:
         k = self.act.queue_per_extending_veh
         if k is not None:
             waiting = max(self.queued(i) for i in others)
-            if waiting > k * near:
+            if waiting > k * (near + self.queued(self.current)):
                 return self._end_green(now, "queue elsewhere")
         z = self.act.extension_zone_s
         if z is not None:
             # extending 1 s lets ~near/z vehicles through, each of which would otherwise wait about a red
-            # (R: both intergreens + the next green); it costs 1 s to every vehicle waiting or coming on red
+            # (R: both intergreens + the green the next phase needs to clear its queue); it costs 1 s to every
+            # vehicle waiting or coming on red
             nxt = self._next_phase(False)
             q = self.cfg.phases[nxt]
-            red = (p.yellow_s + p.all_red_s + q.yellow_s + q.all_red_s
-                   + (self.greens[nxt] if self.greens is not None else self.bounds(nxt)[0]))
+            red = p.yellow_s + p.all_red_s + q.yellow_s + q.all_red_s + self.clearance_s(nxt)
             if near * red < z * self.demand(nxt):
                 return self._end_green(now, "delay: more waiting than extending")
         return None

@@ -114,8 +114,10 @@ class Controller:
         if self._phases.is_alive():
             self._phases.join(10)
         if self.mqtt is not None:
-            self.mqtt.close()
-        self.ingestor.flush()
+            self.mqtt.stop_receiving()
+        stored = self.ingestor.flush()  # stored, so acknowledged
+        if self.mqtt is not None:
+            self.mqtt.close(end_session=stored)
         self.ingestor.close()
         if self.api is not None:
             self.api.close()

@@ -48,6 +48,12 @@ class ControllerMQTT(MQTTConfig):
         description="MQTT 5 shared-subscription group ($share/<group>/...); replicas in one group split the "
                     "messages; null subscribes plainly (every replica gets every message)")
     qos: Literal[0, 1, 2] = Field(1, description="subscription QoS for statistics, events and status")
+    session_expiry_s: int = Field(
+        3600, ge=0, le=2**32 - 1,
+        description="seconds the broker keeps this replica's session (subscriptions, messages not yet "
+                    "acknowledged, messages queued while it is away) after a disconnect; messages are "
+                    "acknowledged only once stored, so a replica restarted with the same client_id within this "
+                    "time gets back what it had not stored. 0: a clean session at every connect")
 
 
 class StoreConfig(Section):
@@ -116,12 +122,13 @@ class ActuationConfig(Section):
                                                   "vehicles in their extension zones (near_veh)")
     queue_weight: float = Field(1.0, ge=0, description="weight of a stopped vehicle in a phase's demand")
     queue_per_extending_veh: float | None = Field(
-        3.0, gt=0, description="also end the green (after min green) when another phase has more than this many "
-                                "stopped vehicles per vehicle still extending it; null: gap-out only")
+        4.0, gt=0, description="also end the green (after min green) when another phase has more than this many "
+                                "stopped vehicles per vehicle it still serves (extending or queued); null: off")
     extension_zone_s: float | None = Field(
-        3.0, gt=0, description="seconds a vehicle takes through the extension zone (zone length / speed); when "
+        2.5, gt=0, description="seconds a vehicle takes through the extension zone (zone length / speed); when "
                                 "set, the green also ends once the delay it saves (extending vehicles x the red "
-                                "they would wait) is less than the delay it costs the vehicles of the next phase")
+                                "they would wait: intergreens + the next phase's queue-clearance time) is less "
+                                "than the delay it costs the vehicles of the next phase")
     rest_in_green: bool = Field(True, description="keep the green while no other phase has demand")
     stale_after_s: float = Field(3.0, gt=0, description="presence older than this: fall back to Webster's "
                                                         "fixed greens")

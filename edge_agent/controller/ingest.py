@@ -18,6 +18,15 @@ store makes that hold across replicas and restarts.
 Statistics are validated in the MQTT thread and written in batches by a
 writer thread (one transaction per batch), so that the broker's network loop
 never waits for the disk.
+
+Acknowledgement after storage: :meth:`Ingestor.handle` takes an optional
+``ack`` callback (the MQTT client's PUBACK of that message, see
+``mqtt_io.ControllerClient``). Every message's ``ack`` goes through the
+writer's queue in the order the messages came, and is called only once the
+batch in front of it is committed: a controller that dies with statistics still
+in memory has not acknowledged them, and the broker delivers them again (to
+this client id's persistent session when it comes back). Statistics whose
+commit fails are not acknowledged either.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ from edge_agent.messages import STATS_SCHEMA, load_schema
 log = logging.getLogger(__name__)
 
 KINDS = ("stats", "status", "events", "presence")
+
+Ack = Callable[[], object]
 
 
 class Invalid(ValueError):
@@ -91,6 +102,9 @@ class SchemaValidator:
         import jsonschema
 
         local = {k: v for k, v in schema.items() if k != "$id"}
+        defs = local.get("$defs")
+        if isinstance(defs, dict) and defs:
+            local = {**_inline_refs({k: v for k, v in local.items() if k != "$defs"}, defs), "$defs": defs}
         self._fast = fastjsonschema.compile(local, handlers=_NoFetch(),
                                             formats={f: _any_format for f in _formats(schema, set())})
         self._fast_error = fastjsonschema.JsonSchemaException
@@ -111,6 +125,26 @@ class SchemaValidator:
 
 def _any_format(value: Any) -> bool:
     return True
+
+
+def _inline_refs(node: Any, defs: dict[str, Any], seen: tuple[str, ...] = ()) -> Any:
+    """``node`` with every local ``{"$ref": "#/$defs/x"}`` replaced by the definition itself.
+
+    fastjsonschema compiles a ``$ref`` into a function call whose error-path
+    argument is formatted (``str.format(**locals())``) on every call, even when
+    nothing is wrong: inlined, the statistics schema validates 2-3x faster. A
+    recursive reference is left as it is.
+    """
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs and ref not in seen:
+            target = _inline_refs(defs[ref[8:]], defs, (*seen, ref))
+            rest = {k: _inline_refs(v, defs, seen) for k, v in node.items() if k != "$ref"}
+            return {"allOf": [target, rest]} if rest else target
+        return {k: _inline_refs(v, defs, seen) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs, seen) for v in node]
+    return node
 
 
 @cache
@@ -183,15 +217,16 @@ class Ingestor:
         self.batch_max = batch_max
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._queue: queue.Queue[StatsRow | None] = queue.Queue()
+        # (row or None, ack or None) in the order of receipt; None alone stops the writer
+        self._queue: queue.Queue[tuple[StatsRow | None, Ack | None] | None] = queue.Queue()
         self._recent: OrderedDict[str, None] = OrderedDict()  # in-memory dedupe of redeliveries
         self._recent_max = 100_000
         self._last_log: dict[str, float] = {}
         self.on_presence = on_presence
         self.on_choice = on_choice
         self.on_meter = on_meter
-        self._handlers: dict[str, Callable[[str, bytes, float], None]] = {
-            "stats": self._stats, "status": self._status, "events": self._events, "presence": self._presence}
+        self._handlers: dict[str, Callable[[str, bytes, float], None]] = {  # statistics: see handle()
+            "status": self._status, "events": self._events, "presence": self._presence}
         self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self._writer.start()
 
@@ -201,14 +236,21 @@ class Ingestor:
         return [f"{self.prefix}/+/{k}" for k in KINDS] + [f"{self.prefix}/lighting/+/meter",
                                                           f"{self.prefix}/services/+/choice"]
 
-    def handle(self, topic: str, payload: bytes, received_at: float | None = None) -> None:
-        """Process one MQTT message; never raises."""
+    def handle(self, topic: str, payload: bytes, received_at: float | None = None, ack: Ack | None = None) -> None:
+        """Process one MQTT message; never raises.
+
+        ``ack`` (optional) is called from the writer thread once everything received
+        before this message and this message itself are stored (or refused).
+        """
         t = time.time() if received_at is None else received_at
         self._count("received")
+        row = None
         try:
             rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else None
             parts = rest.split("/") if rest else []
-            if len(parts) == 2 and parts[1] in self._handlers:
+            if len(parts) == 2 and parts[1] == "stats":
+                row = self._stats(parts[0], payload, t)
+            elif len(parts) == 2 and parts[1] in self._handlers:
                 self._handlers[parts[1]](parts[0], payload, t)
             elif len(parts) == 3 and parts[0] == "lighting" and parts[2] == "meter":
                 self._subject_doc(self.on_meter, parts[1], payload, t)
@@ -221,6 +263,8 @@ class Ingestor:
         except Exception as exc:  # noqa: BLE001 - a bug in one handler must not stop ingestion
             self._refuse("error", topic, f"{type(exc).__name__}: {exc}")
             log.debug("handler error", exc_info=True)
+        if row is not None or ack is not None:
+            self._queue.put((row, ack))
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -242,7 +286,8 @@ class Ingestor:
             raise Invalid("json", f"not JSON: {exc}") from None
 
     # -- handlers
-    def _stats(self, camera: str, payload: bytes, t: float) -> None:
+    def _stats(self, camera: str, payload: bytes, t: float) -> StatsRow | None:
+        """The row to store, or None for a repeat."""
         doc = self._json(payload)
         if isinstance(doc, dict) and doc.get("schema") not in (None, STATS_SCHEMA):
             raise Invalid("schema", f"schema {doc.get('schema')!r} is not {STATS_SCHEMA!r}")
@@ -250,11 +295,11 @@ class Ingestor:
         with self._lock:
             if row.dedupe_key in self._recent:
                 self.counters["duplicate"] += 1
-                return
+                return None
             self._recent[row.dedupe_key] = None
             if len(self._recent) > self._recent_max:
                 self._recent.popitem(last=False)
-        self._queue.put(row)
+        return row
 
     def _status(self, camera: str, payload: bytes, t: float) -> None:
         text = payload.decode(errors="replace").strip()
@@ -300,9 +345,10 @@ class Ingestor:
             if first is None:
                 self._queue.task_done()
                 return
-            batch = [first]
+            items = [first]
             stop = False
-            while len(batch) < self.batch_max:
+            rows = 1 if first[0] is not None else 0
+            while rows < self.batch_max:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -310,36 +356,46 @@ class Ingestor:
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
-            self._write(batch)
-            for _ in range(len(batch) + stop):
+                items.append(item)
+                rows += item[0] is not None
+            batch = [r for r, _ in items if r is not None]
+            stored = self._write(batch) if batch else True
+            for r, ack in items:
+                if ack is not None and (stored or r is None):
+                    try:
+                        ack()
+                    except Exception as exc:  # noqa: BLE001 - the broker redelivers what is not acknowledged
+                        log.warning("acknowledging a message failed: %s", exc)
+            for _ in range(len(items) + stop):
                 self._queue.task_done()
             if stop:
                 return
 
-    def _write(self, batch: list[StatsRow]) -> None:
+    def _write(self, batch: list[StatsRow]) -> bool:
+        """Store a batch (retrying); False when it could not be stored."""
         for attempt in range(5):
             try:
                 stored, dups = self.store.write_stats(batch)
                 break
-            except Exception as exc:  # noqa: BLE001 - database busy or gone: retry, then drop loudly
+            except Exception as exc:  # noqa: BLE001 - database busy or gone: retry, then give up unacknowledged
                 log.error("storing %d statistics failed (attempt %d): %s", len(batch), attempt + 1, exc)
                 time.sleep(0.5 * (attempt + 1))
         else:
             self._count("store_failed", len(batch))
-            return
+            return False
         self._count("stored", len(stored))
         self._count("duplicate", len(dups))
         try:
             gaps = self.store.record_seqs(stored)
         except Exception as exc:  # noqa: BLE001 - the rows are stored; gap detection must not stop the writer
             log.error("recording sequence numbers of %d statistics failed: %s", len(stored), exc)
-            return
+            return True
         for r, gap in gaps:
             self._count("seq_gap", gap)
             self.store.add_alert("sequence_gap", r.camera_id, f"camera {r.camera_id}: {gap} statistics "
                                  f"message(s) missing before seq {r.seq} (broker queue overflow?)",
                                  {"seq": r.seq, "missing": gap}, time.time())
+        return True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued statistic is written."""

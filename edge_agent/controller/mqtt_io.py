@@ -8,15 +8,28 @@ Subscriptions (``{p}`` is the topic prefix, ``G`` the share group)::
     {p}/+/presence, {p}/lighting/+/meter,            plain, deciding replicas only: they feed in-memory
     {p}/services/+/choice                            state of the decision round
 
+Acknowledged once stored: the client runs with paho's ``manual_ack``; each
+message's PUBACK is sent by the ingest's writer thread after the transaction
+that stores it commits (``Ingestor.handle(..., ack=)``), in the order the
+messages came. The session persists ``mqtt.session_expiry_s`` after a
+disconnect (MQTT 5 session expiry; clean_session false with 3.1.1), so a replica
+that crashes and comes back with the same client_id is sent again what it had
+received but not stored. An acknowledgement from before a reconnect is not sent
+on the new connection (the broker resends those messages anyway).
+
 Broker settings for a controller under load (mosquitto.conf): ``max_queued_messages``
 (default 1000) and ``max_inflight_messages`` bound what the broker holds for a
 slow subscriber; above them QoS 1 messages are *dropped* for it. Set
 ``max_queued_messages 100000`` (or 0 for no limit) for the controller's session;
 gaps are detected from the statistics' per-camera ``seq`` when the agent sends it.
+Since messages are acknowledged per committed batch, ``max_inflight_messages``
+(default 20) caps a batch: set it to ``store.batch_max`` or more (or 0) for
+throughput.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 import threading
@@ -27,6 +40,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge_agent.controller.config import ControllerMQTT
 
@@ -63,14 +78,17 @@ def subscriptions(cfg: ControllerMQTT, decide: bool) -> list[tuple[str, int]]:
 
 
 class ControllerClient:
-    """Subscribes, hands every message to ``on_message(topic, payload, received_at)``, publishes decisions.
+    """Subscribes, hands every message to ``on_message(topic, payload, received_at, ack)``, publishes decisions.
+
+    ``ack`` (None for QoS 0) sends the message's acknowledgement; the receiver
+    calls it once the message is stored.
 
     Credentials and TLS as the agents' (``mqtt`` section); a retained
     ``online``/``offline`` on :func:`controller_status_topic` with ``offline``
     as the Last Will. Subscriptions are renewed on every reconnect.
     """
 
-    def __init__(self, cfg: ControllerMQTT, on_message: Callable[[str, bytes, float], None],
+    def __init__(self, cfg: ControllerMQTT, on_message: Callable[..., None],
                  topics: Sequence[tuple[str, int]]):
         self.cfg = cfg
         self._deliver = on_message
@@ -78,9 +96,14 @@ class ControllerClient:
         self.status_topic = controller_status_topic(cfg.topic_prefix, cfg.client_id)
         self.connected = threading.Event()
         self.subscribed = threading.Event()
+        self._unsubscribed = threading.Event()
+        self._v5 = cfg.protocol == "5"
+        self._generation = 0  # connections so far: an ack from an earlier one is not sent on this one
         v5 = cfg.protocol == "5"
+        persistent = cfg.session_expiry_s > 0
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
-                                  protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
+                                  protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+                                  clean_session=None if v5 else not persistent, manual_ack=True)
         if cfg.username is not None:
             self.client.username_pw_set(cfg.username, cfg.password())
         if cfg.tls is not None:
@@ -93,15 +116,24 @@ class ControllerClient:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_unsubscribe = lambda *args: self._unsubscribed.set()
         self.client.on_message = self._on_message
-        self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
+        if v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = cfg.session_expiry_s
+            self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive, clean_start=not persistent,
+                                      properties=props)
+        else:
+            self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
         self.client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             log.error("broker %s:%s refused the controller: %s", self.cfg.host, self.cfg.port, reason)
             return
-        log.info("connected to broker %s:%s as %s", self.cfg.host, self.cfg.port, self.cfg.client_id)
+        self._generation += 1
+        log.info("connected to broker %s:%s as %s (session %s)", self.cfg.host, self.cfg.port, self.cfg.client_id,
+                 "resumed" if getattr(flags, "session_present", False) else "new")
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         self.connected.set()
         client.subscribe(self._topics)
@@ -122,19 +154,42 @@ class ControllerClient:
             self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._deliver(msg.topic, msg.payload, time.time())
+        ack = functools.partial(self._ack, msg.mid, msg.qos, self._generation) if msg.qos else None
+        self._deliver(msg.topic, msg.payload, time.time(), ack)
+
+    def _ack(self, mid: int, qos: int, generation: int) -> None:
+        if generation == self._generation:
+            self.client.ack(mid, qos)
 
     def publish(self, message: Outbound) -> None:
         info = self.client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.error("publish to %s failed: %s", message.topic, mqtt.error_string(info.rc))
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Publish ``offline``, give queued decisions up to ``timeout`` s, disconnect."""
+    def stop_receiving(self, timeout: float = 5.0) -> None:
+        """Unsubscribe (waiting up to ``timeout`` s for the broker's answer): no new message comes after it."""
+        if self.connected.is_set():
+            self._unsubscribed.clear()
+            self.client.unsubscribe([t for t, _ in self._topics])
+            self._unsubscribed.wait(timeout)
+
+    def close(self, timeout: float = 5.0, end_session: bool = True) -> None:
+        """Publish ``offline``, give queued decisions up to ``timeout`` s, disconnect.
+
+        With ``end_session`` (MQTT 5) the broker drops this client's session at
+        once: call it after everything received was stored and acknowledged, so
+        that a replica stopped for good stops getting its share of the group's
+        messages. Without it (e.g. the store failed) the session stays for
+        ``session_expiry_s`` and what was not acknowledged is sent again.
+        """
         if self.connected.is_set():
             bye = self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             deadline = time.monotonic() + timeout
             while not bye.is_published() and time.monotonic() < deadline:
                 time.sleep(0.02)
-        self.client.disconnect()
+        props = None
+        if self._v5 and end_session:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+        self.client.disconnect(properties=props)
         self.client.loop_stop()
