@@ -8,6 +8,8 @@ status turns ``offline`` on a clean stop, on SIGTERM and on SIGKILL.
 
 from __future__ import annotations
 
+import json
+
 import signal
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import yaml
 
 from agent_support import Subscriber, agent, logged_records, make_clip, retained_status, write_config
 from conftest import Broker
-from edge_agent.messages import validate_stats
+from edge_agent.messages import validate, validate_stats
 
 @pytest.fixture()
 def subscriber(mosquitto: Broker) -> Iterator[Subscriber]:
@@ -112,3 +114,36 @@ def test_bad_config_exits_with_a_clear_message(tmp_path: Path, mosquitto: Broker
                           text=True, timeout=120)
     assert proc.returncode == 2
     assert "model.classes[1]: 'trukc' is not a class of the model; known classes: person, bicycle" in proc.stderr
+
+
+def test_zones_publish_events_and_presence(
+        tmp_path: Path, mosquitto: Broker, subscriber: Subscriber, coco_model: Path, clip: Path) -> None:
+    """A zone over the footway between the lines, with every crossing also published as an event."""
+    zone = {"id": "middle", "polygon": [[260, 170], [550, 190], [550, 430], [260, 340]], "lane": "footway",
+            "stop_line": "east"}
+    cfg = write_config(tmp_path, mosquitto, coco_model, clip, camera_zones=[zone], events={"crossings": True},
+                       statistics={"interval_s": [10, 30], "vehicle_classes": ["person", "car"]})
+    proc = agent(cfg)
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log
+    assert subscriber.wait_for(lambda m: subscriber.statuses()[-1:] == [b"offline"], 10), log
+    stats = subscriber.stats()
+    assert sorted(d["interval"]["length_s"] for d in stats) == [10.0, 10.0, 10.0, 30.0]
+    for doc in stats:
+        validate_stats(doc)
+        (z,) = doc["zones"]
+        assert z["zone_id"] == "middle" and z["occupancy"]["person"]["max"] >= 1
+        assert doc["lanes"][0]["lane_id"] == "footway" and doc["quality"]["frames_expected"] == (
+            doc["frames"]["processed"])
+    crossings = sum(line[d]["total"] for doc in stats if doc["interval"]["length_s"] == 30.0
+                    for line in doc["lines"] for d in ("in", "out"))
+    events = [json.loads(p) for t, p, _ in subscriber.messages if t.endswith("/events")]
+    assert len(events) == crossings > 0
+    for doc in events:
+        validate(doc, "events.v1")
+        assert doc["kind"] == "crossing" and doc["start"] == doc["end"]
+    presence = [json.loads(p) for t, p, _ in subscriber.messages if t.endswith("/presence")]
+    assert len(presence) >= 25  # one per second of video (retained: the subscriber may see the last twice)
+    for doc in presence:
+        validate(doc, "presence.v1")
+    assert max(doc["lanes"][0]["vehicles"] for doc in presence) >= 1
