@@ -13,7 +13,7 @@ import pytest
 
 from edge_agent.config import parse_config
 from edge_agent.synth import NAMES, Scene, apply_homography, counting_lines, default_camera, render_clip
-from edge_agent.synth.clip import DEFAULT_MODEL
+from edge_agent.synth.clip import DEFAULT_MODEL, lane_zones
 from edge_agent.synth.dataset import render_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,6 +169,16 @@ def test_committed_config_matches_the_generator() -> None:
     for truth in counting_lines(default_camera()):
         ln = lines[truth.id]
         assert (ln.p1, ln.p2, ln.in_side) == (truth.p1, truth.p2, truth.in_side)
+    cam = default_camera()
+    want = lane_zones(cam.ground_to_image, cam.width, cam.height)
+    assert [z.id for z in cfg.cameras[0].zones] == [w["id"] for w in want] == ["N-queue", "E-queue", "S-queue",
+                                                                              "W-queue"]
+    for z, w in zip(cfg.cameras[0].zones, want, strict=True):
+        got = z.model_dump(exclude_none=True)
+        assert got == {**w, "polygon": [tuple(p) for p in w["polygon"]],
+                       "travel": tuple(tuple(p) for p in w["travel"])}, z.id
+        assert z.lane == f"{z.approach}-in" and z.stop_line in lines
+    assert not cfg.cameras[0].references()
     assert cfg.model.path.name == DEFAULT_MODEL.name
 
 

@@ -9,7 +9,7 @@
     crossings.csv       line_id,track_id,class,direction,frame,ts
     tracks.csv          id,class,origin,destination,turn,first_frame,last_frame,mean_speed_mps
     truth.json          all of the above in one file, plus homographies, lines, signal plan, seed
-    agent.yaml          an edge-agent configuration for the clip (lines on the four approaches)
+    agent.yaml          an edge-agent configuration for the clip (lines and inbound lane zones on the four approaches)
 
 Everything is a function of the seed and the arguments: the same call gives
 byte-identical files.
@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,13 +34,28 @@ import yaml
 from edge_agent.synth.background import props, render_background
 from edge_agent.synth.camera import Camera, apply_homography
 from edge_agent.synth.shapes import Drawn, make_shape, paint, person_pose, project_mesh
-from edge_agent.synth.world import ARMS, BOX, LANE_W, Agent, Simulation, TrafficConfig, arm_dir
+from edge_agent.synth.world import (
+    ARMS,
+    BOX,
+    FAR_R,
+    LANE_W,
+    STOP_R,
+    Agent,
+    Simulation,
+    TrafficConfig,
+    arm_dir,
+    inbound_point,
+)
 
 NAMES = ("person", "car", "motorcycle", "bus", "truck")
 CLASS_ID = {n: i for i, n in enumerate(NAMES)}
 LINE_R = BOX               # counting lines lie across each arm at the edge of the junction box
 LINE_HALF = LANE_W + 0.3   # ... from curb to curb, a little over
 HYSTERESIS_PX = 3.0
+ZONE_STEP_M = 5.0          # a lane zone is shortened in these steps from FAR_R until it is in front of the camera ...
+ZONE_MIN_M = 15.0          # ... but not below this length (the arm gets no zone then)
+ZONE_MIN_W = 0.1           # "in front": depth at least 0.1 x the junction centre's (homogeneous w, H[2, 2] = 1)
+SPILLBACK_VEH = 6          # a queue of this many vehicles in a lane zone raises a spill-back event
 START_TIME = "2024-05-06T08:00:00Z"
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "synth-yolo11n.onnx"
 
@@ -455,9 +471,84 @@ def calibration_points(lines: list[LineTruth]) -> list[dict[str, list[float]]]:
             for ln in lines for img, g in ((ln.p1, ln.ground_p1), (ln.p2, ln.ground_p2))]
 
 
+def _pixels(pts: npt.NDArray[np.float64]) -> list[list[float]]:
+    out: list[list[float]] = []
+    for x, y in pts:
+        p = [round(float(x), 1), round(float(y), 1)]
+        if not out or p != out[-1]:
+            out.append(p)
+    return out[:-1] if len(out) > 1 and out[0] == out[-1] else out
+
+
+def _clip_to_image(poly: npt.NDArray[np.float64], width: int, height: int) -> npt.NDArray[np.float64]:
+    """The part of a convex image polygon inside [0, width] x [0, height] (Sutherland-Hodgman)."""
+    pts = [np.asarray(p, np.float64) for p in poly]
+    for axis, bound, keep_below in ((0, 0.0, False), (0, float(width), True), (1, 0.0, False),
+                                    (1, float(height), True)):
+        def inside(p: npt.NDArray[np.float64], axis: int = axis, bound: float = bound,
+                   keep_below: bool = keep_below) -> bool:
+            return bool(p[axis] <= bound) if keep_below else bool(p[axis] >= bound)
+
+        out = []
+        for i, cur in enumerate(pts):
+            prev = pts[i - 1]
+            if inside(cur) != inside(prev):
+                t = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                cut = prev + t * (cur - prev)
+                cut[axis] = bound
+                out.append(cut)
+            if inside(cur):
+                out.append(cur)
+        pts = out
+        if not pts:
+            break
+    return np.array(pts, np.float64).reshape(-1, 2)
+
+
+def lane_zones(ground_to_image: npt.ArrayLike, width: int, height: int) -> list[dict[str, Any]]:
+    """One zone per arm over its inbound lane, from the stop line back upstream as far as the image shows it.
+
+    The lane's ground rectangle (centre line to curb, from ``STOP_R`` to ``r``) starts at ``r = FAR_R``
+    and is shortened in ``ZONE_STEP_M`` steps, down to ``ZONE_MIN_M`` long, until every corner is in front of
+    the camera; its image is then cut at the image border, so the zone reaches as far up the lane as
+    the camera sees it (near the camera a lane leaves the image sideways after a few metres). An arm
+    whose stop line is not entirely in the image gets no zone. Each zone is tagged with its lane
+    (``<arm>-in``), approach and stop line (the arm's counting line, at the junction box edge), and
+    a travel arrow towards the junction (for wrong-way events).
+    """
+    h = np.asarray(ground_to_image, np.float64)
+    size = np.array([width, height], np.float64)
+    out: list[dict[str, Any]] = []
+    for arm in ARMS:
+        side = inbound_point(arm, 0.0)                  # lane centre off the centre line
+        half = side / np.hypot(*side) * (LANE_W / 2)    # ... and half a lane towards the curb
+        near_c = inbound_point(arm, STOP_R)
+        head = apply_homography(h, np.array([near_c - half, near_c + half]))
+        if not ((head >= 0) & (head <= size)).all():
+            continue
+        far = FAR_R
+        while True:
+            far_c = inbound_point(arm, far)
+            ground = np.array([near_c - half, near_c + half, far_c + half, far_c - half])
+            if (np.column_stack([ground, np.ones(4)]) @ h[2] >= ZONE_MIN_W).all():
+                break
+            if far - ZONE_STEP_M - STOP_R < ZONE_MIN_M - 1e-9:
+                ground = np.empty((0, 2))
+                break
+            far -= ZONE_STEP_M
+        if not len(ground):
+            continue
+        poly = _pixels(_clip_to_image(apply_homography(h, ground), width, height))
+        travel = apply_homography(h, np.array([inbound_point(arm, STOP_R + ZONE_STEP_M), near_c]))
+        out.append({"id": f"{arm}-queue", "polygon": poly, "lane": f"{arm}-in", "approach": arm,
+                    "stop_line": arm, "travel": _pixels(travel), "spillback_veh": SPILLBACK_VEH})
+    return out
+
+
 def agent_config_yaml(truth: ClipTruth, source: str, model_path: str | Path | None = None) -> str:
     """An edge-agent configuration for the clip: the default model, the four counting lines (tagged with
-    their approach), the twelve turning movements between them and the ground calibration."""
+    their approach), a lane zone over each inbound lane (:func:`lane_zones`: queues, presence, spill-back
+    and wrong-way), the twelve turning movements between the lines and the ground calibration."""
     model = Path(model_path) if model_path is not None else DEFAULT_MODEL
     cfg = {
         "mqtt": {"host": "${MQTT_HOST:-localhost}", "port": "${MQTT_PORT:-1883}", "client_id": "synthetic-node",
@@ -468,6 +559,7 @@ def agent_config_yaml(truth: ClipTruth, source: str, model_path: str | Path | No
             "id": "junction", "source": source, "start_time": START_TIME,
             "lines": [{"id": f"{ln.id}", "p1": list(ln.p1), "p2": list(ln.p2), "in_side": ln.in_side,
                        "approach": ln.arm} for ln in truth.lines],
+            "zones": lane_zones(truth.ground_to_image, truth.width, truth.height),
             "movements": [{"id": f"{a.id}-{b.id}", "from": a.id, "to": b.id}
                           for a in truth.lines for b in truth.lines if a.id != b.id],
             "calibration": {"points": calibration_points(truth.lines)},
@@ -475,6 +567,7 @@ def agent_config_yaml(truth: ClipTruth, source: str, model_path: str | Path | No
     }
     header = (f"# Synthetic junction, seed {truth.seed}: {truth.n_frames} frames of {truth.width}x{truth.height} "
               f"at {truth.fps:g} fps,\n# rendered by edge_agent.synth.render_clip. One counting line per approach "
-              "(N, E, S, W) across the\n# carriageway at the edge of the junction box; 'in' = entering the junction.\n")
+              "(N, E, S, W) across the\n# carriageway at the edge of the junction box; 'in' = entering the junction.\n"
+              "# One lane zone per approach over its inbound lane, from the stop line upstream (queues, presence).\n")
     text = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=120)
     return header + str(text).replace("'${MQTT_PORT:-1883}'", "${MQTT_PORT:-1883}")
