@@ -425,7 +425,7 @@ class EventsConfig(Section):
     """Incident events on ``{prefix}/{camera}/events`` (QoS 1, spooled like statistics)."""
 
     crossings: bool = Field(False, description="also publish every line crossing as an event")
-    wrong_way_s: float = Field(1.0, gt=0, le=60,
+    wrong_way_s: float = Field(2.0, gt=0, le=60,
                                description="a track must move against a zone's travel direction this long")
     wrong_way_kmh: float = Field(5.0, ge=0, le=100,
                                  description="... at least this fast against it (with a calibration)")

@@ -59,6 +59,10 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
+def _iso_ms(ts: float) -> str:
+    return utc(ts).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _iso(dt: Any) -> str:
     return str(dt.isoformat().replace("+00:00", "Z"))
 
@@ -148,7 +152,7 @@ def event_payload(inc: Incident, node_id: str) -> dict[str, Any]:
     return {
         "schema": EVENT_SCHEMA, "schema_version": 1, "agent_version": __version__, "node_id": node_id,
         "camera_id": inc.camera_id, "incident_id": inc.incident_id, "kind": inc.kind, "where": inc.where,
-        "start": _iso(utc(inc.start)), "end": None if inc.end is None else _iso(utc(inc.end)),
+        "start": _iso_ms(inc.start), "end": None if inc.end is None else _iso_ms(inc.end),
         "lane": inc.lane, "approach": inc.approach, "class": inc.class_name, "track_id": inc.track_id,
         "confidence": inc.confidence, "detail": dict(inc.detail),
     }

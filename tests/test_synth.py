@@ -205,6 +205,7 @@ def test_counts_movements_and_speeds_from_pixels_match_truth(tmp_path: Path) -> 
     got: Counter[tuple[str, str, str]] = Counter()
     moves: Counter[tuple[str, str, str]] = Counter()
     speeds: list[tuple[str, str, float, float]] = []  # line, direction, time, km/h
+    wrong_way: list = []  # nobody drives the wrong way in the generator
     k = 0
     while True:
         ok, frame = cap.read()
@@ -219,6 +220,7 @@ def test_counts_movements_and_speeds_from_pixels_match_truth(tmp_path: Path) -> 
             got[(ev.line_id, ev.direction.value, ev.class_name)] += 1
             if ev.speed_kmh is not None:
                 speeds.append((ev.line_id, ev.direction.value, ev.ts, ev.speed_kmh))
+        wrong_way += [i for i in fe.incidents if i.kind == "wrong_way"]
         for mv in fe.movements:
             origin, destination = mv.movement_id.split("-")
             moves[(origin, destination, mv.class_name)] += 1
@@ -228,6 +230,7 @@ def test_counts_movements_and_speeds_from_pixels_match_truth(tmp_path: Path) -> 
     want = truth.line_counts()
     assert sum(want.values()) >= 10
     assert got == want, f"missing {want - got}, extra {got - want}"
+    assert not wrong_way, wrong_way
     want_moves = truth.movements()
     assert sum(want_moves.values()) >= 5
     assert moves == want_moves, f"missing {want_moves - moves}, extra {moves - want_moves}"

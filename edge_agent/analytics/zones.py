@@ -41,6 +41,7 @@ class _Occupant:
     conf_n: int = 0
     out_since: float | None = None
     against_since: float | None = None
+    against_from: npt.NDArray[np.float64] | None = None
     stopped_since: float | None = None
     open_incidents: dict[str, Incident] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
@@ -163,7 +164,7 @@ class ZoneMonitor:
                     queue_m = max(queue_m or 0.0, float(dist[i]))
             if dist is None or not np.isfinite(dist[i]) or dist[i] <= self.near_m:
                 near += 1
-            incidents += self._track_incidents(occ, tid, ts, motion.velocity[i], slow, known)
+            incidents += self._track_incidents(occ, tid, ts, motion.velocity[i], motion.position[i], slow, known)
         dwell = []
         reported = set(tracks.track_id.tolist())
         for tid in [t for t in self._in if t not in present]:
@@ -182,14 +183,20 @@ class ZoneMonitor:
                           speed_sum_kmh=speed_sum, speed_n=speed_n, dwell_s=tuple(dwell))
         return state, incidents
 
-    def _track_incidents(self, occ: _Occupant, tid: int, ts: float, vel: npt.NDArray[np.float64], slow: bool,
-                         known: bool) -> list[Incident]:
+    def _track_incidents(self, occ: _Occupant, tid: int, ts: float, vel: npt.NDArray[np.float64],
+                         pos: npt.NDArray[np.float64], slow: bool, known: bool) -> list[Incident]:
         out: list[Incident] = []
         if self.travel is not None and known:
             along = float(vel @ self.travel)
             if along < -self.wrong_speed:
-                occ.against_since = ts if occ.against_since is None else occ.against_since
-                if ts - occ.against_since >= self.events.wrong_way_s and "wrong_way" not in occ.reported:
+                if occ.against_since is None:
+                    occ.against_since, occ.against_from = ts, pos.copy()
+                went = float((pos - occ.against_from) @ self.travel) if occ.against_from is not None else 0.0
+                # it must also have moved against the arrow by at least half of what that speed and time give:
+                # a box that jumps to another vehicle (an id switch) has a velocity but no such path
+                far_enough = -went >= 0.5 * self.wrong_speed * self.events.wrong_way_s
+                if (ts - occ.against_since >= self.events.wrong_way_s and far_enough
+                        and "wrong_way" not in occ.reported):
                     speed = -along * (MS_TO_KMH if self.plane is not None else 1.0)
                     inc = self._incident("wrong_way", occ.against_since, occ, tid,
                                          {"speed_against": round(speed, 1),
