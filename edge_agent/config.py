@@ -449,6 +449,8 @@ class TrackerSection(Section):
                                 "so recently seen tracks win contested detections")
     coast_min_inside: float = Field(0.75, ge=0, le=1, description="a coasting track is reported only while at "
                                     "least this fraction of its predicted box is inside the image (0: always)")
+    birth_max_iou: float = Field(0.6, ge=0, le=1, description="a detection overlapping a tracked one by more IoU "
+                                 "than this starts no track (a duplicate box or a second class on one object)")
 
 
 def default_state_dir() -> Path:

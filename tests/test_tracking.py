@@ -259,7 +259,9 @@ def test_golden_mot_metrics_on_tud_campus() -> None:
     spec.loader.exec_module(bench)
     seq = "TUD-Campus"
     gt = bench.GroundTruth.load(seq, Path(mm.__file__).resolve().parent / "data" / seq / "gt.txt")
-    golden = {"default": (0.983, 0.992, 0), "hard": (0.944, 0.972, 0), "skip3": (0.917, 0.959, 0)}
+    # hard was 0.944 / 0.972 before birth_max_iou (a box overlapping a tracked one starts no track), which
+    # trades a little MOTA among close pedestrians for fewer duplicate vehicle tracks
+    golden = {"default": (0.983, 0.992, 0), "hard": (0.939, 0.969, 0), "skip3": (0.917, 0.959, 0)}
     for preset, (mota, idf1, idsw) in golden.items():
         d = bench.make_detections(gt, bench.PRESETS[preset], bench.seeded_rng(0, seq, preset), preset)
         trk = Tracker()

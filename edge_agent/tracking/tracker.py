@@ -111,6 +111,8 @@ class TrackerConfig:
         coast_min_inside: a coasting track is reported only while at least
             this fraction of its predicted box's area is inside the image
             (applies when ``update`` gets ``frame_size``; 0 disables it).
+        birth_max_iou: a detection that overlaps a detection matched to a
+            track by more IoU than this does not start a track (1 disables it).
         kalman: motion and noise model.
     """
 
@@ -124,6 +126,7 @@ class TrackerConfig:
     report_misses: int = 1
     miss_penalty: float = 0.25
     coast_min_inside: float = 0.75
+    birth_max_iou: float = 0.6
     kalman: KalmanBoxModel = field(default_factory=KalmanBoxModel)
 
     def __post_init__(self) -> None:
@@ -353,6 +356,13 @@ class Tracker:
         fresh = free
         fresh &= conf >= max(cfg.high_threshold, cfg.new_track_threshold)
         fresh_idx = fresh.nonzero()[0]
+        matched = det_of_track[det_of_track >= 0]
+        if len(fresh_idx) and len(matched) and cfg.birth_max_iou < 1.0:
+            # a second box on an object that already has a track (a duplicate the per-class NMS let
+            # through, or another class on the same object) does not start a track of its own
+            boxes = detections.xyxy.astype(np.float64)
+            overlap = _iou(boxes.take(fresh_idx, axis=0), boxes.take(matched, axis=0)).max(axis=1)
+            fresh_idx = fresh_idx[overlap <= cfg.birth_max_iou]
         if len(fresh_idx):
             self._birth(detections, fresh_idx, self._ts, confirm=first or cfg.min_hits == 1)  # type: ignore[arg-type]
             det_of_track = np.concatenate((det_of_track, fresh_idx))
