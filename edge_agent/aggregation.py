@@ -44,9 +44,9 @@ from edge_agent.types import (
     Direction,
     FrameEvents,
     IntervalRecord,
-    MovementEvent,
     LaneStats,
     LineCounts,
+    MovementEvent,
     SpeedStats,
     ZoneStats,
 )
@@ -304,7 +304,8 @@ class IntervalAggregator:
         self._account_frame(frame_bin, ts, inference_ms, dropped, fe)
         # crossings and movements go to the interval of their own time, which may be the previous one
         # (a crossing is timed where the path met the line, a frame or an occlusion earlier)
-        for ev in (*fe.crossings, *fe.movements):
+        timed: list[CrossingEvent | MovementEvent] = [*fe.crossings, *fe.movements]
+        for ev in timed:
             b = self._bin_for(ev.ts)
             if b is None:
                 b = self._closed_bin(ev.ts)

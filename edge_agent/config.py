@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from edge_agent.geometry import GroundPlane, polygon_area, polygon_self_intersects
-from edge_agent.types import Anchor
+from edge_agent.types import DEFAULT_SPEED_BINS_KMH, Anchor
 
 M = TypeVar("M", bound=BaseModel)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -379,7 +379,7 @@ class StatisticsConfig(Section):
                                    description="current speed (queues, stopped and wrong-way vehicles): fitted "
                                                "over the last this many seconds")
     speed_bins_kmh: list[float] = Field(
-        default_factory=lambda: [0, 10, 20, 30, 40, 50, 60, 70, 80, 100, 120],
+        default_factory=lambda: [float(b) for b in DEFAULT_SPEED_BINS_KMH],
         min_length=2, description="edges of the speed histogram, increasing; the last bin is open-ended")
     speed_limit_kmh: float | None = Field(None, gt=0, le=300, description="count vehicles faster than this")
     queue_speed_kmh: float = Field(5.0, ge=0, le=50,

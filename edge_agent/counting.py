@@ -136,10 +136,11 @@ class LineCounter:
         for i, (tid, side) in enumerate(zip(ids.tolist(), sides.tolist())):
             if side == 0:
                 continue
-            st = self._state.get(tid)
-            if st is None:
+            found = self._state.get(tid)
+            if found is None:
                 self._state[tid] = _TrackState(side, pts[i], ts, ts)
                 continue
+            st = found
             if side != st.side and through[i]:
                 direction = Direction.IN if side == self.in_sign else Direction.OUT
                 if st.last_counted != direction:

@@ -108,7 +108,7 @@ class GroundPlane:
         if np.isnan(mapped).any():
             raise ValueError("an image point maps beyond the horizon; the pairs do not describe one road plane")
         errors = np.hypot(*(mapped - gnd).T)
-        return cls(h=h, h_inv=np.linalg.inv(h), errors_m=errors)
+        return cls(h=h, h_inv=np.linalg.inv(h).astype(np.float64), errors_m=errors)
 
     def to_ground(self, pts: npt.ArrayLike) -> F64:
         """(n, 2) image pixels -> (n, 2) metres (NaN beyond the horizon)."""

@@ -128,7 +128,6 @@ def stats_payload(record: IntervalRecord, node_id: str, vehicle_classes: Collect
         },
         "lines": lines,
         "revision": record.revision,
-        "lines": lines,
         "zones": [_zone(z) for z in record.zones],
         "lanes": [_lane(ln) for ln in record.lanes],
         "movements": {m: dict(c) for m, c in record.movements.items()},

@@ -153,10 +153,15 @@ class Tracks:
 
     def anchors(self, anchor: Anchor) -> FloatArray:
         """(n, 2) reference points of the boxes (see :class:`Anchor`)."""
-        x1, y1, x2, y2 = self.xyxy.T
-        cx = (x1 + x2) / 2
-        y = {Anchor.BOTTOM_CENTER: y2, Anchor.CENTER: (y1 + y2) / 2, Anchor.TOP_CENTER: y1}[anchor]
-        return np.stack([cx, y], axis=1).astype(np.float32)
+        return anchor_points(self.xyxy, anchor)
+
+
+def anchor_points(xyxy: npt.NDArray[np.floating], anchor: Anchor) -> FloatArray:
+    """(n, 2) reference points of (n, 4) x1, y1, x2, y2 boxes (see :class:`Anchor`)."""
+    x1, y1, x2, y2 = np.asarray(xyxy).reshape(-1, 4).T
+    cx = (x1 + x2) / 2
+    y = {Anchor.BOTTOM_CENTER: y2, Anchor.CENTER: (y1 + y2) / 2, Anchor.TOP_CENTER: y1}[anchor]
+    return np.stack([cx, y], axis=1).astype(np.float32)
 
 
 class Anchor(str, enum.Enum):

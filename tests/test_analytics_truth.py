@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from analytics_truth import COUNT_Y, LANE_X, T0, Truth, ground_to_image, simulate
+
 from edge_agent.aggregation import IntervalAggregator
 from edge_agent.analytics import CameraAnalytics, analytics_layout
 from edge_agent.analytics.zones import EXIT_S

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.aggregation import Layout
 from edge_agent.analytics.kinematics import Kinematics
 from edge_agent.analytics.movements import MovementCounter
-from edge_agent.aggregation import Layout
 from edge_agent.analytics.zones import ZoneMonitor, zone_length_m
 from edge_agent.config import AgentConfig, CameraConfig
 from edge_agent.counting import LineCounter

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.geometry import GroundPlane
-from edge_agent.types import Anchor, Detections, Tracks
+from edge_agent.types import Anchor, Detections, Tracks, anchor_points
 
 MIN_SPAN_FRACTION = 0.3  # a fit needs points spanning at least this share of the window
 MS_TO_KMH = 3.6
@@ -115,10 +115,7 @@ class Kinematics:
         if detections is not None and len(detections):
             # a seen track's position is its detection's anchor: the filtered box lags when the box grows
             seen_rows = np.flatnonzero(tracks.det_index >= 0)
-            det_boxes = Tracks(tracks.track_id[seen_rows], detections.xyxy[tracks.det_index[seen_rows]],
-                               tracks.confidence[seen_rows], tracks.class_id[seen_rows],
-                               tracks.det_index[seen_rows], tracks.velocity[seen_rows])
-            pts[seen_rows] = det_boxes.anchors(self.anchor)
+            pts[seen_rows] = anchor_points(detections.xyxy[tracks.det_index[seen_rows]], self.anchor)
         pos = self.plane.to_ground(pts) if self.plane is not None else pts
         n = len(tracks)
         vel = np.full((n, 2), np.nan)

@@ -28,7 +28,6 @@ from edge_agent.config import EventsConfig, LineConfig, StatisticsConfig, ZoneCo
 from edge_agent.geometry import GroundPlane, distance_to_segment, points_in_polygon, principal_length
 from edge_agent.types import Anchor, Incident, Tracks, ZoneState
 
-
 EXIT_S = 0.5  # a track must stay outside this long to have left (its anchor jitters on the edge)
 
 
