@@ -196,3 +196,20 @@ def test_several_interval_lengths_and_late_corrections() -> None:
     assert agg.add_frame(T0 + 10.5, 1.0, 0, [CrossingEvent("cam", "a", 2, "bus", Direction.OUT, T0 + 9.95)]) == []
     (rec,) = agg.add_frame(T0 + 13.0, 1.0)
     assert rec.revision == 0 and rec.lines[0].counts[Direction.OUT] == {"bus": 1}
+
+
+def test_a_movement_survives_a_frame_without_the_track() -> None:
+    from edge_agent.analytics.movements import MovementCounter
+    from edge_agent.config import MovementConfig
+
+    counter = MovementCounter([MovementConfig(id="a-b", **{"from": "a"}, to="b")], "cam", NAMES)
+    car = tracks({7: (200, 200, 1)})
+    assert counter.update(car, T0, [CrossingEvent("cam", "a", 7, "car", Direction.IN, T0)], {}) == []
+    assert counter.update(Tracks.empty(), T0 + 0.1, [], {}) == []  # merged with another box for a frame
+    (mv,) = counter.update(car, T0 + 0.2, [CrossingEvent("cam", "b", 7, "car", Direction.OUT, T0 + 0.15)], {})
+    assert (mv.movement_id, mv.track_id, mv.class_name, mv.ts) == ("a-b", 7, "car", T0 + 0.15)
+    # ... but a track gone for longer than forget_s is forgotten
+    counter.update(tracks({8: (0, 0, 1)}), T0 + 1, [CrossingEvent("cam", "a", 8, "car", Direction.IN, T0 + 1)], {})
+    counter.update(Tracks.empty(), T0 + 4, [], {})
+    assert counter.update(tracks({8: (0, 0, 1)}), T0 + 4.1,
+                          [CrossingEvent("cam", "b", 8, "car", Direction.OUT, T0 + 4.1)], {}) == []

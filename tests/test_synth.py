@@ -250,3 +250,50 @@ def test_counts_movements_and_speeds_from_pixels_match_truth(tmp_path: Path) -> 
         errors.append(abs(min(near)[1] - true_kmh) / max(true_kmh, 1.0))
     assert len(errors) >= 10
     assert float(np.mean(errors)) <= 0.05, f"mean absolute speed error {np.mean(errors):.1%}"
+
+
+@pytest.mark.slow
+def test_turning_movements_over_several_clips_within_two_percent(tmp_path: Path) -> None:
+    """Five fresh clips (30 s each; 2024 is also the clip above): line counts and turning movements summed."""
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"{DEFAULT_MODEL} not built yet (scripts/train_default_model.py)")
+    from edge_agent.analytics import CameraAnalytics
+    from edge_agent.config import TrackerSection, parse_config
+    from edge_agent.detection import Detector
+    from edge_agent.pipeline import tracker_config
+    from edge_agent.synth import agent_config_yaml
+    from edge_agent.tracking import Tracker
+
+    det = Detector(DEFAULT_MODEL, confidence=0.1, device="cpu")
+    line_err = move_err = lines = moves = 0
+    for seed in (2024, 1, 2, 7, 99):
+        truth = render_clip(seed=seed, seconds=30, fps=10, out_dir=tmp_path / str(seed))
+        cfg = parse_config(agent_config_yaml(truth, "clip.avi"), tmp_path / str(seed) / "agent.yaml")
+        tracker = Tracker(tracker_config(TrackerSection()))
+        analytics = CameraAnalytics(cfg.cameras[0], cfg, det.names)
+        got: Counter[tuple[str, str, str]] = Counter()
+        got_moves: Counter[tuple[str, str, str]] = Counter()
+        cap = cv2.VideoCapture(str(tmp_path / str(seed) / "clip.avi"))
+        k = 0
+        while True:
+            ok, frame = cap.read()
+            ts = k / truth.fps
+            if ok:
+                dets = det(frame)
+                fe = analytics.update(tracker.update(dets, ts, frame_size=(truth.width, truth.height)), ts, dets)
+            else:
+                fe = analytics.close(ts)
+            got.update((e.line_id, e.direction.value, e.class_name) for e in fe.crossings)
+            got_moves.update((*m.movement_id.split("-"), m.class_name) for m in fe.movements)  # type: ignore[misc]
+            if not ok:
+                break
+            k += 1
+        want, want_moves = truth.line_counts(), truth.movements()
+        lines += sum(want.values())
+        moves += sum(want_moves.values())
+        line_err += sum(((want - got) + (got - want)).values())
+        move_err += sum(((want_moves - got_moves) + (got_moves - want_moves)).values())
+    # measured: 0 of 124 line crossings and 1 of 58 movements wrong (an id switch of a motorcycle, seed 7)
+    assert lines >= 100 and moves >= 50
+    assert line_err <= 0.02 * lines, f"{line_err} of {lines} line crossings wrong"
+    assert move_err <= 0.02 * moves, f"{move_err} of {moves} movements wrong"

@@ -6,7 +6,8 @@ zones (``movements: [{id: north_left, from: n_entry, to: e_exit}]``). A track
 seen inside it. It completes a movement when it touches the destination after
 (or in the same frame as) the origin; each track completes at most one
 movement, the first, so a vehicle is in exactly one cell of the turning-movement
-matrix.
+matrix. A track's touches are kept for ``forget_s`` after the tracker last
+reported it, so a frame or two without a report does not lose its origin.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from edge_agent.types import CrossingEvent, MovementEvent, Tracks
 class MovementCounter:
     """Counts configured turning movements of one camera."""
 
-    def __init__(self, movements: Sequence[MovementConfig], camera_id: str, class_names: Sequence[str]):
+    def __init__(self, movements: Sequence[MovementConfig], camera_id: str, class_names: Sequence[str],
+                 forget_s: float = 2.0):
         self.movements = list(movements)
         self.camera_id = camera_id
         self.names = list(class_names)
+        self.forget_s = forget_s
         self._touched: dict[int, dict[str, float]] = {}  # track -> element -> first touch time
+        self._reported: dict[int, float] = {}            # track -> when the tracker last reported it
         self._done: set[int] = set()
         self._relevant = {m.from_ for m in movements} | {m.to for m in movements}
 
@@ -33,10 +37,14 @@ class MovementCounter:
 
     def update(self, tracks: Tracks, ts: float, crossings: Iterable[CrossingEvent],
                zone_inside: Mapping[str, set[int]]) -> list[MovementEvent]:
-        live = set(tracks.track_id.tolist())
-        for tid in [t for t in self._touched if t not in live]:
-            del self._touched[tid]
-        self._done &= live
+        for tid in tracks.track_id.tolist():
+            self._reported[tid] = ts
+        # a track is forgotten forget_s after the tracker last reported it, not at the first frame it is
+        # not reported (it skips a frame or two when boxes merge, and would lose its origin)
+        for tid in [t for t, seen in self._reported.items() if ts - seen > self.forget_s]:
+            del self._reported[tid]
+            self._touched.pop(tid, None)
+            self._done.discard(tid)
         if not self.movements:
             return []
         new: dict[int, dict[str, float]] = {}  # track -> element touched this frame -> when
