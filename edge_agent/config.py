@@ -734,16 +734,19 @@ def parse_config(text: str, path: Path | str = "<string>", check_files: bool = T
     return cfg
 
 
-def load_config(path: Path | str, check_files: bool = True) -> AgentConfig:
-    """Read and validate a YAML configuration file."""
-    path = Path(path)
+def read_config_text(path: Path | str) -> str:
+    """A configuration file's text; ConfigError naming the file when it cannot be read as UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(path, [f"not UTF-8 text (byte {exc.start})"]) from None
-    return parse_config(text, path, check_files=check_files)
+
+
+def load_config(path: Path | str, check_files: bool = True) -> AgentConfig:
+    """Read and validate a YAML configuration file."""
+    return parse_config(read_config_text(path), Path(path), check_files=check_files)
 
 
 def class_names_problem(cfg: AgentConfig, names: Sequence[str]) -> list[str]:

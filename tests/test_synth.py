@@ -5,16 +5,31 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edge_agent.config import parse_config
-from edge_agent.synth import NAMES, Scene, apply_homography, counting_lines, default_camera, render_clip
+from edge_agent.analytics import CameraAnalytics
+from edge_agent.config import TrackerSection, parse_config
+from edge_agent.detection import Detector
+from edge_agent.pipeline import tracker_config
+from edge_agent.synth import (
+    NAMES,
+    ClipTruth,
+    Scene,
+    agent_config_yaml,
+    apply_homography,
+    counting_lines,
+    default_camera,
+    render_clip,
+)
 from edge_agent.synth.clip import DEFAULT_MODEL, lane_zones
 from edge_agent.synth.dataset import render_dataset
+from edge_agent.tracking import Tracker
+from edge_agent.types import Incident
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,51 +197,58 @@ def test_committed_config_matches_the_generator() -> None:
     assert cfg.model.path.name == DEFAULT_MODEL.name
 
 
-@pytest.mark.slow
-def test_counts_movements_and_speeds_from_pixels_match_truth(tmp_path: Path) -> None:
-    """Detector + tracker + the camera's analytics on a fresh clip, against the generator's truth:
-    line counts by class and direction and turning movements exact, speeds at the lines within 5 %."""
-    if not DEFAULT_MODEL.is_file():
-        pytest.skip(f"{DEFAULT_MODEL} not built yet (scripts/train_default_model.py)")
-    from edge_agent.analytics import CameraAnalytics
-    from edge_agent.config import TrackerSection, parse_config
-    from edge_agent.detection import Detector
-    from edge_agent.pipeline import tracker_config
-    from edge_agent.synth import agent_config_yaml
-    from edge_agent.tracking import Tracker
+@dataclass
+class PixelRun:
+    """What the detector, tracker and analytics made of a rendered clip."""
 
-    truth = render_clip(seed=2024, seconds=30, fps=10, out_dir=tmp_path)
-    cfg = parse_config(agent_config_yaml(truth, "clip.avi"), tmp_path / "agent.yaml")
-    det = Detector(DEFAULT_MODEL, confidence=0.1, device="cpu")
-    assert det.names == list(NAMES)
+    crossings: Counter[tuple[str, str, str]] = field(default_factory=Counter)   # line, direction, class
+    movements: Counter[tuple[str, str, str]] = field(default_factory=Counter)   # origin, destination, class
+    speeds: list[tuple[str, str, float, float]] = field(default_factory=list)   # line, direction, time, km/h
+    incidents: list[Incident] = field(default_factory=list)
+
+
+def run_on_pixels(truth: ClipTruth, folder: Path, detector: Detector) -> PixelRun:
+    """The agent's stages (no MQTT) on ``folder/clip.avi`` with the generator's configuration."""
+    cfg = parse_config(agent_config_yaml(truth, "clip.avi"), folder / "agent.yaml")
     tracker = Tracker(tracker_config(TrackerSection()))
-    analytics = CameraAnalytics(cfg.cameras[0], cfg, det.names)
-    cap = cv2.VideoCapture(str(tmp_path / "clip.avi"))
-    got: Counter[tuple[str, str, str]] = Counter()
-    moves: Counter[tuple[str, str, str]] = Counter()
-    speeds: list[tuple[str, str, float, float]] = []  # line, direction, time, km/h
-    wrong_way: list = []  # nobody drives the wrong way in the generator
+    analytics = CameraAnalytics(cfg.cameras[0], cfg, detector.names)
+    cap = cv2.VideoCapture(str(folder / "clip.avi"))
+    out = PixelRun()
     k = 0
     while True:
         ok, frame = cap.read()
         ts = k / truth.fps
         # the last call hands over the crossings still waiting for the second half of their speed window
         if ok:
-            dets = det(frame)
+            dets = detector(frame)
             fe = analytics.update(tracker.update(dets, ts, frame_size=(truth.width, truth.height)), ts, dets)
         else:
             fe = analytics.close(ts)
         for ev in fe.crossings:
-            got[(ev.line_id, ev.direction.value, ev.class_name)] += 1
+            out.crossings[(ev.line_id, ev.direction.value, ev.class_name)] += 1
             if ev.speed_kmh is not None:
-                speeds.append((ev.line_id, ev.direction.value, ev.ts, ev.speed_kmh))
-        wrong_way += [i for i in fe.incidents if i.kind == "wrong_way"]
+                out.speeds.append((ev.line_id, ev.direction.value, ev.ts, ev.speed_kmh))
+        out.incidents += fe.incidents
         for mv in fe.movements:
             origin, destination = mv.movement_id.split("-")
-            moves[(origin, destination, mv.class_name)] += 1
+            out.movements[(origin, destination, mv.class_name)] += 1
         if not ok:
-            break
+            return out
         k += 1
+
+
+@pytest.mark.slow
+def test_counts_movements_and_speeds_from_pixels_match_truth(tmp_path: Path) -> None:
+    """Detector + tracker + the camera's analytics on a fresh clip, against the generator's truth:
+    line counts by class and direction and turning movements exact, speeds at the lines within 5 %."""
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"{DEFAULT_MODEL} not built yet (scripts/train_default_model.py)")
+    truth = render_clip(seed=2024, seconds=30, fps=10, out_dir=tmp_path)
+    det = Detector(DEFAULT_MODEL, confidence=0.1, device="cpu")
+    assert det.names == list(NAMES)
+    run = run_on_pixels(truth, tmp_path, det)
+    got, moves, speeds = run.crossings, run.movements, run.speeds
+    wrong_way = [i for i in run.incidents if i.kind == "wrong_way"]  # nobody drives the wrong way here
     want = truth.line_counts()
     assert sum(want.values()) >= 10
     assert got == want, f"missing {want - got}, extra {got - want}"
@@ -257,37 +279,12 @@ def test_turning_movements_over_several_clips_within_two_percent(tmp_path: Path)
     """Five fresh clips (30 s each; 2024 is also the clip above): line counts and turning movements summed."""
     if not DEFAULT_MODEL.is_file():
         pytest.skip(f"{DEFAULT_MODEL} not built yet (scripts/train_default_model.py)")
-    from edge_agent.analytics import CameraAnalytics
-    from edge_agent.config import TrackerSection, parse_config
-    from edge_agent.detection import Detector
-    from edge_agent.pipeline import tracker_config
-    from edge_agent.synth import agent_config_yaml
-    from edge_agent.tracking import Tracker
-
     det = Detector(DEFAULT_MODEL, confidence=0.1, device="cpu")
     line_err = move_err = lines = moves = 0
     for seed in (2024, 1, 2, 7, 99):
         truth = render_clip(seed=seed, seconds=30, fps=10, out_dir=tmp_path / str(seed))
-        cfg = parse_config(agent_config_yaml(truth, "clip.avi"), tmp_path / str(seed) / "agent.yaml")
-        tracker = Tracker(tracker_config(TrackerSection()))
-        analytics = CameraAnalytics(cfg.cameras[0], cfg, det.names)
-        got: Counter[tuple[str, str, str]] = Counter()
-        got_moves: Counter[tuple[str, str, str]] = Counter()
-        cap = cv2.VideoCapture(str(tmp_path / str(seed) / "clip.avi"))
-        k = 0
-        while True:
-            ok, frame = cap.read()
-            ts = k / truth.fps
-            if ok:
-                dets = det(frame)
-                fe = analytics.update(tracker.update(dets, ts, frame_size=(truth.width, truth.height)), ts, dets)
-            else:
-                fe = analytics.close(ts)
-            got.update((e.line_id, e.direction.value, e.class_name) for e in fe.crossings)
-            got_moves.update((*m.movement_id.split("-"), m.class_name) for m in fe.movements)  # type: ignore[misc]
-            if not ok:
-                break
-            k += 1
+        run = run_on_pixels(truth, tmp_path / str(seed), det)
+        got, got_moves = run.crossings, run.movements
         want, want_moves = truth.line_counts(), truth.movements()
         lines += sum(want.values())
         moves += sum(want_moves.values())

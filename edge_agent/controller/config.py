@@ -25,6 +25,7 @@ from edge_agent.config import (
     MQTTConfig,
     Section,
     _check_unique,
+    read_config_text,
     read_yaml,
     validate_model,
 )
@@ -422,11 +423,4 @@ def _resolve_paths(cfg: ControllerConfig, base: Path) -> ControllerConfig:
 
 def load_controller_config(path: Path | str) -> ControllerConfig:
     """Read and validate a controller YAML file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(path, [f"not UTF-8 text (byte {exc.start})"]) from None
-    return parse_controller_config(text, path)
+    return parse_controller_config(read_config_text(path), Path(path))
