@@ -106,14 +106,23 @@ def decode(spec: OutputSpec, output: npt.NDArray[np.floating], conf: float,
             mask &= (cls >= 0) & (cls < len(keep))
             mask[mask] = keep[cls[mask]]
         return Candidates(rows[mask, :4].copy(), rows[mask, 4].copy(), cls[mask])
-    if spec.layout is Layout.YOLOV5:
-        rows = out.astype(np.float32, copy=False)
-        scores = rows[:, 5:5 + spec.num_classes] * rows[:, 4:5]
-        boxes = rows[:, :4]
-    else:  # DETECT and SEGMENT: channels first, boxes in columns
+    if spec.layout is not Layout.YOLOV5:  # DETECT and SEGMENT: channels first, one column per anchor
         chans = out.astype(np.float32, copy=False)
-        scores = chans[4:4 + spec.num_classes].T
-        boxes = chans[:4].T
+        scores = chans[4:4 + spec.num_classes]
+        kept = np.flatnonzero(keep) if keep is not None else None
+        if kept is not None:
+            scores = scores[kept]
+        # best score of each anchor over contiguous rows first; the argmax only for the few above conf
+        best = scores.max(axis=0) if len(scores) else np.zeros(scores.shape[1], np.float32)
+        mask = best > conf
+        cls = scores[:, mask].argmax(axis=0) if len(scores) else np.zeros(int(mask.sum()), np.int64)
+        if kept is not None and len(kept):
+            cls = kept[cls]
+        return Candidates(_cxcywh_to_xyxy(chans[:4, mask].T).astype(np.float32), best[mask].astype(np.float32),
+                          cls.astype(np.int64))
+    rows = out.astype(np.float32, copy=False)
+    scores = rows[:, 5:5 + spec.num_classes] * rows[:, 4:5]
+    boxes = rows[:, :4]
     if keep is not None:
         scores = np.where(keep[None, :], scores, 0.0)
     cls = scores.argmax(axis=1)
