@@ -2,7 +2,8 @@
 
 The only module that knows every stage. Each camera runs in its own thread,
 with a prefetch thread that reads and letterboxes its next frame while the
-current one is inferred; the detector (one ONNX Runtime session) is shared
+current one is inferred, and each frame is tracked and counted while the next
+one is inferred (``CameraPipeline._consume``); the detector (one ONNX Runtime session) is shared
 through the node's inference scheduler, which batches and shares it fairly
 (``edge_agent/scheduler.py``). Nothing that goes wrong in one camera (a dead
 stream, a corrupt frame) stops the others.
@@ -27,7 +28,7 @@ from edge_agent.detection import Detector
 from edge_agent.health import HEALTH_SCHEMA, Metrics
 from edge_agent.messages import event_message, health_topic, presence_topic, stats_message
 from edge_agent.mqtt import Publisher
-from edge_agent.scheduler import InferenceScheduler, LatencyLog, Prefetcher, Prepared
+from edge_agent.scheduler import InferenceScheduler, LatencyLog, Prefetcher, Prepared, Ticket
 from edge_agent.sources import SourceError, VideoSource
 from edge_agent.tracking import Tracker, TrackerConfig
 from edge_agent.types import CrossingEvent, Detections, Frame, Incident, IntervalRecord
@@ -150,21 +151,60 @@ class CameraPipeline:
         self._window = [now_mono, 0, 0.0]
 
     # ------------------------------------------------------------ the loop
-    def _process(self, item: Prepared) -> None:
-        """Infer a prepared frame (through the shared scheduler if any) and hand it downstream."""
+    def _start(self, item: Prepared | None) -> Ticket | None:
+        """Hand a prepared frame to the shared scheduler; None when it is not inferred there
+        (a heartbeat, a frame that could not be prepared, or no scheduler)."""
+        if self.scheduler is None or item is None or item.frame is None or item.tensor is None:
+            return None
+        return self.scheduler.submit(self.cam.id, item.tensor)
+
+    def _finish(self, item: Prepared, ticket: Ticket | None) -> None:
+        """Everything after the frame was handed over: its output, then downstream of the detector.
+
+        A frame the detector refuses is skipped and counted; the camera goes on.
+        """
         frame = item.frame
-        if item.error is not None or item.tensor is None or item.letterbox is None or frame is None:
-            raise ValueError(item.error or "frame was not prepared")
-        if self.scheduler is not None:
-            got = self.scheduler.infer(self.cam.id, item.tensor)
-            output, inf_ms = got.output, got.ms
-        else:
-            output = self.detector.infer(item.tensor)
-            inf_ms = self.detector.last_inference_ms
-        detections = self.detector.postprocess(output, item.letterbox, frame.image.shape)
-        crossings = len(self.result.crossings)
-        self._after_detect(frame, detections, inf_ms, item.dropped)
-        self.latency.add(time.time() - item.captured, len(self.result.crossings) > crossings)
+        if frame is None:  # a live source without a frame: intervals still close on the wall clock
+            self._advance(time.time())
+            return
+        try:
+            if item.error is not None or item.tensor is None or item.letterbox is None:
+                raise ValueError(item.error or "frame was not prepared")
+            if ticket is not None:
+                got = ticket.wait()
+                output, inf_ms = got.output, got.ms
+            else:
+                output = self.detector.infer(item.tensor)
+                inf_ms = self.detector.last_inference_ms
+            detections = self.detector.postprocess(output, item.letterbox, frame.image.shape)
+            crossings = len(self.result.crossings)
+            self._after_detect(frame, detections, inf_ms, item.dropped)
+            self.latency.add(time.time() - item.captured, len(self.result.crossings) > crossings)
+        except ValueError as exc:  # a frame a stage refuses: skip it, count it, go on
+            log.warning("camera %s: frame %d skipped: %s", self.cam.id, frame.seq, exc)
+            self.metrics.dropped.labels(self.cam.id).inc()
+
+    def _consume(self, feed: Prefetcher) -> None:
+        """Infer and process the feed's frames in order, one frame ahead.
+
+        As soon as frame n's output is back, frame n+1 (if it is already prepared) goes to
+        inference, and frame n is post-processed, tracked and counted while n+1 is inferred, so the
+        detector does not sit idle during the work downstream of it. A live camera whose next
+        frame has not arrived yet gets frame n's results at once rather than after it.
+        """
+        item = feed.take()
+        ticket = self._start(item)
+        while item is not None:
+            if ticket is not None:
+                ticket.done.wait()
+            ahead = feed.take(wait=False) if ticket is not None else None
+            ahead_ticket = self._start(ahead)
+            self._finish(item, ticket)
+            self._tick(time.monotonic())
+            if ahead is None:
+                ahead = feed.take()
+                ahead_ticket = self._start(ahead)
+            item, ticket = ahead, ahead_ticket
 
     def _feed(self, source: VideoSource) -> Prefetcher:
         """The source's frames, read and letterboxed ahead of inference (``performance.prefetch``)."""
@@ -224,17 +264,7 @@ class CameraPipeline:
             self.scheduler.register(self.cam.id, self.cam.weight)
         feed = self._feed(source)
         try:
-            for item in feed:
-                frame = item.frame
-                if frame is None:  # a live source without a frame: intervals still close on the wall clock
-                    self._advance(time.time())
-                else:
-                    try:
-                        self._process(item)
-                    except ValueError as exc:  # a frame a stage refuses: skip it, count it, go on
-                        log.warning("camera %s: frame %d skipped: %s", self.cam.id, frame.seq, exc)
-                        self.metrics.dropped.labels(self.cam.id).inc()
-                self._tick(time.monotonic())
+            self._consume(feed)
             # the source ended (end of file) or stop was set: publish the partial interval
             if source.last_ts is not None:
                 end = time.time() if source.is_live else source.last_ts + 1.0 / source.fps

@@ -12,7 +12,9 @@ Inference is the cost of the box; everything else should hide behind it.
   tensors, it gathers at most one frame per camera, runs them in one batched ``session.run``
   when the model allows it, and hands each camera its own output. Cameras share it by weight
   (stride scheduling): while several cameras have frames waiting, a camera of weight 2 gets
-  twice the frames of one of weight 1; a camera that is idle builds up no credit.
+  twice the frames of one of weight 1; a camera that is idle builds up no credit. A camera
+  submits its next frame as soon as the previous output is back and post-processes that output
+  while the next frame is inferred.
 """
 
 from __future__ import annotations
@@ -207,23 +209,46 @@ class Prefetcher:
                 self._ended = True
                 self._cond.notify_all()
 
-    def __iter__(self) -> Iterator[Prepared]:
-        """Prepared frames in order (for a live source: the newest each time); re-raises the source's error."""
+    def take(self, wait: bool = True) -> Prepared | None:
+        """The next prepared frame (for a live source: the newest); re-raises the source's error at its end.
+
+        Args:
+            wait: block until a frame is prepared or the source has ended. Without waiting, None
+                also means that no frame is prepared yet (a reader without a thread prepares nothing
+                ahead); ``exhausted`` tells the two apart.
+
+        Returns:
+            The frame, or None: the source has ended (or, without ``wait``, nothing is ready yet).
+        """
         if self._thread is None:
+            if not wait:
+                return None
             for frame, dropped in self._frames:
-                yield self._prepare(frame, dropped)
-            return
-        while True:
-            with self._cond:
-                while not self._queue and not self._ended:
-                    self._cond.wait()
-                if not self._queue:
-                    break
+                return self._prepare(frame, dropped)
+            self._ended = True
+            return None
+        with self._cond:
+            while wait and not self._queue and not self._ended:
+                self._cond.wait()
+            if self._queue:
                 item = self._queue.popleft()
                 self._cond.notify_all()
-            yield item
-        if self._error is not None:
+                return item
+            ended = self._ended
+        if ended and self._error is not None:
             raise self._error
+        return None
+
+    @property
+    def exhausted(self) -> bool:
+        """The source has ended and every prepared frame has been taken."""
+        with self._cond:
+            return self._ended and not self._queue
+
+    def __iter__(self) -> Iterator[Prepared]:
+        """Prepared frames in order (for a live source: the newest each time); re-raises the source's error."""
+        while (item := self.take()) is not None:
+            yield item
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop reading ahead and wait for the thread (the source itself is stopped by its stop event)."""
@@ -252,13 +277,27 @@ class Inferred:
 
 
 @dataclass
-class _Request:
+class Ticket:
+    """A frame handed to the scheduler; :meth:`wait` gives its output."""
+
     camera: str
     tensor: npt.NDArray[np.floating]
     arrived: float
     done: threading.Event = field(default_factory=threading.Event)
     result: Inferred | None = None
     error: BaseException | None = None
+
+    def wait(self) -> Inferred:
+        """Block until the frame's batch has run.
+
+        Raises:
+            Exception: whatever ONNX Runtime raised for the batch.
+        """
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
 
 
 @dataclass
@@ -298,7 +337,7 @@ class InferenceScheduler:
         self.prepare_slots = threading.BoundedSemaphore(prepare_threads) if prepare_threads else None
         self.stats = SchedulerStats()
         self._cond = threading.Condition()
-        self._pending: dict[str, _Request] = {}
+        self._pending: dict[str, Ticket] = {}
         self._stride: dict[str, float] = {}   # 1 / weight of each active camera
         self._pass: dict[str, float] = {}     # virtual time each camera has used
         self._vtime = 0.0
@@ -331,6 +370,31 @@ class InferenceScheduler:
             self._stride.pop(camera, None)
             self._cond.notify_all()
 
+    def submit(self, camera: str, tensor: npt.NDArray[np.floating]) -> Ticket:
+        """Hand over one camera's frame and return at once; the ticket's ``wait`` gives the output.
+
+        A camera has at most one frame waiting: it submits its next frame once the previous one's
+        output is back, and then post-processes the previous frame while the next one is inferred.
+
+        Raises:
+            RuntimeError: the scheduler is closed, or the camera already has a frame waiting.
+        """
+        req = Ticket(camera, tensor, time.monotonic())
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("inference scheduler is closed")
+            if camera in self._pending:
+                raise RuntimeError(f"camera {camera} submitted a frame while its previous one was still waiting")
+            if camera not in self._stride:
+                self._stride[camera] = 1.0
+            self._pass[camera] = max(self._pass.get(camera, 0.0), self._vtime)  # no credit for idle time
+            if camera in self._served:
+                gap = max(req.arrived - self._served[camera], 0.0)
+                self._back_s[camera] = 0.7 * self._back_s.get(camera, gap) + 0.3 * gap
+            self._pending[camera] = req
+            self._cond.notify_all()
+        return req
+
     def infer(self, camera: str, tensor: npt.NDArray[np.floating]) -> Inferred:
         """Run one camera's frame (blocks until its batch has run).
 
@@ -338,23 +402,7 @@ class InferenceScheduler:
             RuntimeError: the scheduler is closed.
             Exception: whatever ONNX Runtime raised for the batch.
         """
-        req = _Request(camera, tensor, time.monotonic())
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("inference scheduler is closed")
-            if camera not in self._stride:
-                self._stride[camera] = 1.0
-            self._pass[camera] = max(self._pass.get(camera, 0.0), self._vtime)  # no credit for idle time
-            if camera in self._served:
-                gap = req.arrived - self._served[camera]
-                self._back_s[camera] = 0.7 * self._back_s.get(camera, gap) + 0.3 * gap
-            self._pending[camera] = req
-            self._cond.notify_all()
-        req.done.wait()
-        if req.error is not None:
-            raise req.error
-        assert req.result is not None
-        return req.result
+        return self.submit(camera, tensor).wait()
 
     # -------------------------------------------------------------- the thread
     def _order(self, cameras: list[str]) -> list[str]:
@@ -370,7 +418,7 @@ class InferenceScheduler:
         least = max(self._pass.get(ranked[0], 0.0), self._vtime)
         return [c for c in ranked if max(self._pass.get(c, 0.0), self._vtime) < least + min(strides) - 1e-12]
 
-    def _choose(self) -> list[_Request]:
+    def _choose(self) -> list[Ticket]:
         """Waiting requests to run now (their cameras' turn), at most ``max_batch``."""
         chosen = [self._pending.pop(c) for c in self._order(list(self._pending))[:self.max_batch]]
         self._vtime = max(self._vtime, min(self._pass[r.camera] for r in chosen))
@@ -387,7 +435,7 @@ class InferenceScheduler:
         turn = self._order(list(self._pending) + soon)[:self.max_batch]
         return any(c not in self._pending for c in turn)
 
-    def _gather(self) -> list[_Request] | None:
+    def _gather(self) -> list[Ticket] | None:
         """Wait for requests; then, up to ``batch_wait_s``, for cameras that fill the batch or whose turn it is."""
         with self._cond:
             while not self._pending and not self._closed:
@@ -470,4 +518,4 @@ class LatencyLog:
 
 
 __all__ = ["InferenceScheduler", "Inferred", "LatencyLog", "Prefetcher", "Prepared", "SchedulerStats",
-           "ThreadBudget", "usable_cores"]
+           "ThreadBudget", "Ticket", "usable_cores"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -18,8 +20,12 @@ from agent_support import make_clip
 from conftest import FIXTURES, free_port
 from edge_agent.config import CameraConfig, ConfigError, ModelConfig, PerformanceConfig, parse_config
 from edge_agent.detection import Detector
+from edge_agent.messages import STATS_SCHEMA
+from edge_agent.pipeline import CameraPipeline
 from edge_agent.scheduler import InferenceScheduler, Prefetcher, ThreadBudget
 from edge_agent.sources import VideoSource
+from edge_agent.spool import Outgoing
+from edge_agent.types import Message
 
 TINY = FIXTURES / "detector" / "tiny_yolo11.onnx"
 MJPEG_SERVER = Path(__file__).with_name("mjpeg_server.py")
@@ -207,3 +213,95 @@ def test_performance_section_is_validated(coco_model: Path) -> None:
         parse_config(base + "performance: {max_batchh: 4}\n", check_files=False)
     with pytest.raises(ConfigError, match=r"performance.prefetch: Input should be less than or equal to 16"):
         parse_config(base + "performance: {prefetch: 99}\n", check_files=False)
+
+
+class _KeepMessages:
+    """A publisher that keeps what it is given (the broker is not what these tests are about)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def publish(self, message: Message) -> Outgoing:
+        self.messages.append(message)
+        return Outgoing(len(self.messages), len(self.messages), message.topic, json.dumps(message.doc).encode(), 1,
+                        False)
+
+    def publish_latest(self, topic: str, doc: Any) -> None:
+        pass
+
+    def close(self, timeout: float = 30.0, abort: threading.Event | None = None) -> None:
+        pass
+
+
+def _run_camera(clip: Path, coco_model: Path, tmp_path: Path, scheduled: bool,
+                downstream_s: float) -> tuple[list[tuple[float, float]], list[float], list[dict[str, Any]]]:
+    """A clip through a real camera pipeline whose downstream work takes ``downstream_s`` more.
+
+    Returns the (start, end) of each frame's downstream work, the start of each inference, and
+    the interval records published.
+    """
+    cfg = parse_config(f"model: {{path: {coco_model}}}\nstatistics: {{interval_s: 1}}\nspool: {{dir: {tmp_path}}}\n"
+                       f"cameras: [{{id: cam, source: {clip}, start_time: '2024-05-06T08:00:00Z',\n"
+                       "  lines: [{id: east, p1: [560, 200], p2: [560, 420], in_side: left}]}]\n", check_files=False)
+    det = Detector(coco_model, device="cpu")
+    starts: list[float] = []
+    infer = det.infer
+
+    def timed_infer(tensor: np.ndarray) -> np.ndarray:
+        starts.append(time.monotonic())
+        return infer(tensor)
+
+    det.infer = timed_infer  # type: ignore[method-assign]
+    downstream: list[tuple[float, float]] = []
+
+    class SlowDownstream(CameraPipeline):
+        def _after_detect(self, *args: Any) -> None:
+            t0 = time.monotonic()
+            super()._after_detect(*args)
+            time.sleep(downstream_s)
+            downstream.append((t0, time.monotonic()))
+
+    sched = InferenceScheduler(det, batch_wait_s=0.0) if scheduled else None
+    pub = _KeepMessages()
+    try:
+        SlowDownstream(cfg.cameras[0], cfg, det, pub, scheduler=sched).run(threading.Event())
+    finally:
+        if sched is not None:
+            sched.close()
+    return downstream, starts, [m.doc for m in pub.messages if m.doc.get("schema") == STATS_SCHEMA]
+
+
+def test_next_frame_is_inferred_while_the_previous_one_is_counted(vtest_video: Path, coco_model: Path,
+                                                                   tmp_path: Path) -> None:
+    """With the scheduler, frame n+1's inference starts before frame n's downstream work ends, and
+    the records are the same as when every stage runs one after the other."""
+    clip = make_clip(vtest_video, tmp_path / "vtest_60.avi", 60)  # three people cross the east line
+    downstream, starts, records = _run_camera(clip, coco_model, tmp_path / "a", True, 0.05)
+    assert len(downstream) == 60 and len(starts) == 60
+    # frame k+1 was handed to inference while frame k was still being tracked and counted
+    overlapped = sum(starts[k + 1] < end for k, (_, end) in enumerate(downstream[:-1]))
+    assert overlapped == 59, (starts, downstream)
+    _, _, serial = _run_camera(clip, coco_model, tmp_path / "b", False, 0.0)
+    assert len(records) >= 2 and sum(ln[d]["total"] for r in records for ln in r["lines"] for d in ("in", "out")) > 0
+
+    def same(r: dict[str, Any]) -> dict[str, Any]:  # inference times differ from run to run
+        return {k: v for k, v in r.items() if k != "inference_ms_mean"}
+    assert [same(r) for r in records] == [same(r) for r in serial]
+
+
+def test_prefetcher_take_without_waiting(clip: Path, coco_model: Path) -> None:
+    det = Detector(coco_model, device="cpu")
+    source = VideoSource(CameraConfig(id="cam", source=str(clip)), threading.Event())
+    feed = Prefetcher(source.frames(), det.preprocess, depth=2)
+    seqs = []
+    deadline = time.monotonic() + 30
+    while not feed.exhausted and time.monotonic() < deadline:
+        item = feed.take(wait=False)  # None: not prepared yet
+        if item is not None and item.frame is not None:
+            seqs.append(item.frame.seq)
+    assert seqs == list(range(12)) and feed.take(wait=False) is None and feed.take() is None
+    inline = Prefetcher(VideoSource(CameraConfig(id="cam", source=str(clip)), threading.Event()).frames(),
+                        det.preprocess, depth=0)
+    assert inline.take(wait=False) is None  # nothing is prepared ahead without a thread
+    first = inline.take()
+    assert first is not None and first.frame is not None and first.frame.seq == 0
