@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Controller ingest benchmark through a real mosquitto, in one run.
 
-    .venv/bin/python scripts/bench_controller.py [--messages 20000] [--cameras 50]
+    .venv/bin/python scripts/bench_controller.py [--messages 20000] [--cameras 50] [--rounds 3]
 
 Starts mosquitto on a free port (``max_queued_messages 0``, ``max_inflight_messages 0``:
 the broker must not drop QoS 1 messages for a busy subscriber; mosquitto's default
@@ -17,6 +17,9 @@ and prints:
            zero loss and end-to-end lag p50/p95 (publisher's send -> row committed);
 3. two:    two replicas in one share group on one SQLite file, their combined rate,
            and a check that every message is stored exactly once.
+
+The three take turns for ``--rounds`` rounds and the ratios are the medians of each
+round's, so that a change of load on a shared machine moves both sides of a ratio.
 
 Consumers run as their own processes (``python -m edge_agent.controller``), so the
 GIL of one does not slow another. The rates are messages from the first to the
@@ -36,6 +39,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -169,7 +173,8 @@ def publish(port: int, n: int, cameras: int, tmp: Path, parts: int) -> dict[str,
 
 
 def bench_bare(port: int, n: int, cameras: int, tmp: Path, parts: int, broker_pid: int) -> dict[str, float]:
-    ready, out = tmp / "bare.ready", tmp / "bare.json"
+    tag = time.monotonic_ns()
+    ready, out = tmp / f"bare-{tag}.ready", tmp / f"bare-{tag}.json"
     p = subprocess.Popen(me("--role", "bare", "--port", str(port), "--messages", str(n), "--file", str(out),
                             "--ready", str(ready)))
     while not ready.exists():
@@ -195,13 +200,13 @@ def controller_cfg(tmp: Path, port: int, name: str, db: Path) -> Path:
 
 
 def bench_controllers(port: int, n: int, cameras: int, tmp: Path, replicas: int, parts: int,
-                      broker_pid: int) -> dict[str, float]:
-    db = tmp / f"ctrl-{replicas}.db"
+                      broker_pid: int, tag: str = "") -> dict[str, float]:
+    db = tmp / f"ctrl-{replicas}{tag}.db"
     procs = []
     for r in range(replicas):
-        log = tmp / f"ctrl-{replicas}-{r}.log"
+        log = tmp / f"ctrl-{replicas}-{r}{tag}.log"
         p = subprocess.Popen([sys.executable, "-m", "edge_agent.controller", "-c",
-                              str(controller_cfg(tmp, port, f"bench-ctrl-{replicas}-{r}", db))],
+                              str(controller_cfg(tmp, port, f"bench-ctrl-{replicas}-{r}{tag}", db))],
                              stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=ROOT)
         procs.append((p, log))
     for _, log in procs:
@@ -247,6 +252,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--cameras", type=int, default=50)
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes sending the messages together")
+    ap.add_argument("--rounds", type=int, default=3, help="turns of bare, one and two replicas (ratios: median)")
     ap.add_argument("--part", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--role", choices=["publish", "bare"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -268,23 +274,31 @@ def main() -> int:
               f"process(es), mosquitto on :{port}, {os.cpu_count()} CPU(s)")
         assert broker.process is not None
         bpid = broker.process.pid
-        bare_r = bench_bare(port, a.messages, a.cameras, tmp, a.publishers, bpid)
-        bare = bare_r["rate"]
-        print(f"bare paho subscriber (json.loads only): {bare:8.0f} msg/s  <- ceiling; publishers "
-              f"{bare_r['publisher_rate']:.0f} msg/s")
-        print(cpu_line(bare_r))
-        one = bench_controllers(port, a.messages, a.cameras, tmp, 1, a.publishers, bpid)
-        print(f"controller x1 (SQLite):                  {one['rate']:8.0f} msg/s  = {one['rate'] / bare:.2f} x "
-              f"ceiling; stored {one['stored']}/{a.messages} (loss {a.messages - one['distinct']}); lag p50 "
-              f"{one['p50_ms']:.0f} ms, p95 {one['p95_ms']:.0f} ms; publishers {one['publisher_rate']:.0f} msg/s")
-        print(cpu_line(one))
-        two = bench_controllers(port, a.messages, a.cameras, tmp, 2, a.publishers, bpid)
-        print(f"controller x2 (shared subscription):     {two['rate']:8.0f} msg/s  = {two['rate'] / one['rate']:.2f} x "
-              f"one; stored {two['stored']} rows, {two['distinct']} distinct of {a.messages} "
-              f"({'exactly once' if two['stored'] == two['distinct'] == a.messages else 'NOT exactly once'}); "
-              f"lag p50 {two['p50_ms']:.0f} ms, p95 {two['p95_ms']:.0f} ms; publishers {two['publisher_rate']:.0f} "
-              f"msg/s")
-        print(cpu_line(two))
+        ratios: dict[str, list[float]] = {"one/bare": [], "two/one": []}
+        for k in range(a.rounds):  # the three take turns, so that each ratio compares runs minutes apart at most
+            print(f"-- round {k + 1} of {a.rounds}")
+            bare_r = bench_bare(port, a.messages, a.cameras, tmp, a.publishers, bpid)
+            bare = bare_r["rate"]
+            print(f"bare paho subscriber (json.loads only): {bare:8.0f} msg/s  <- ceiling; publishers "
+                  f"{bare_r['publisher_rate']:.0f} msg/s")
+            print(cpu_line(bare_r))
+            one = bench_controllers(port, a.messages, a.cameras, tmp, 1, a.publishers, bpid, f"{k}")
+            print(f"controller x1 (SQLite):                  {one['rate']:8.0f} msg/s  = {one['rate'] / bare:.2f} x "
+                  f"ceiling; stored {one['stored']}/{a.messages} (loss {a.messages - one['distinct']}); lag p50 "
+                  f"{one['p50_ms']:.0f} ms, p95 {one['p95_ms']:.0f} ms; publishers {one['publisher_rate']:.0f} msg/s")
+            print(cpu_line(one))
+            two = bench_controllers(port, a.messages, a.cameras, tmp, 2, a.publishers, bpid, f"{k}")
+            print(f"controller x2 (shared subscription):     {two['rate']:8.0f} msg/s  = {two['rate'] / one['rate']:.2f}"
+                  f" x one; stored {two['stored']} rows, {two['distinct']} distinct of {a.messages} "
+                  f"({'exactly once' if two['stored'] == two['distinct'] == a.messages else 'NOT exactly once'}); "
+                  f"lag p50 {two['p50_ms']:.0f} ms, p95 {two['p95_ms']:.0f} ms; publishers "
+                  f"{two['publisher_rate']:.0f} msg/s")
+            print(cpu_line(two))
+            ratios["one/bare"].append(one["rate"] / bare)
+            ratios["two/one"].append(two["rate"] / one["rate"])
+        print("== over the rounds: " + "; ".join(
+            f"{name} median {statistics.median(v):.2f} (each {', '.join(f'{x:.2f}' for x in v)})"
+            for name, v in ratios.items()))
     finally:
         broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -65,86 +65,33 @@ def _no_fetch(uri: str) -> Any:
     raise Invalid("schema", f"schema refers to {uri!r}; the controller fetches nothing, schemas must be local")
 
 
-class _NoFetch(dict):  # type: ignore[type-arg]
-    """fastjsonschema's URI handlers: every scheme refused, so compiling never touches the network."""
-
-    def __contains__(self, scheme: object) -> bool:
-        return True
-
-    def __getitem__(self, scheme: str) -> Callable[[str], Any]:
-        return _no_fetch
-
-
-def _formats(node: Any, found: set[str]) -> set[str]:
-    if isinstance(node, dict):
-        if isinstance(node.get("format"), str):
-            found.add(node["format"])
-        for v in node.values():
-            _formats(v, found)
-    elif isinstance(node, list):
-        for v in node:
-            _formats(v, found)
-    return found
-
-
 class SchemaValidator:
-    """One schema compiled once: a fast check (fastjsonschema) plus jsonschema for the reason of a refusal.
+    """One schema compiled once (``jsonschema-rs``, a Rust validator): the check and the reason of a refusal.
 
-    Both are set up like the controller always validated: formats not asserted
-    (``format`` is an annotation here, as with jsonschema's default of no format
-    checker; the interval times are parsed anyway). The schema's relative
-    ``$id`` is dropped for fastjsonschema, whose resolver would otherwise try to
-    fetch it as a URL, and every remote reference is refused.
+    Formats are not asserted (``format`` is an annotation here, as with jsonschema's
+    default of no format checker; the interval times are parsed anyway). The
+    retriever refuses every remote reference, so compiling
+    never touches the network. About 6x faster per statistics message than the
+    compiled-Python fastjsonschema it replaced (2.5 vs 15 us), which is a tenth
+    of the controller's CPU per message.
     """
 
     def __init__(self, schema: dict[str, Any]):
-        import fastjsonschema
-        import jsonschema
+        import jsonschema_rs
 
-        local = {k: v for k, v in schema.items() if k != "$id"}
-        defs = local.get("$defs")
-        if isinstance(defs, dict) and defs:
-            local = {**_inline_refs({k: v for k, v in local.items() if k != "$defs"}, defs), "$defs": defs}
-        self._fast = fastjsonschema.compile(local, handlers=_NoFetch(),
-                                            formats={f: _any_format for f in _formats(schema, set())})
-        self._fast_error = fastjsonschema.JsonSchemaException
-        self._ref = jsonschema.validators.validator_for(schema)(schema, format_checker=None)
+        self._error = jsonschema_rs.ValidationError
+        try:
+            self._v = jsonschema_rs.validator_for(schema, validate_formats=False, retriever=_no_fetch)
+        except jsonschema_rs.ValidationError as exc:  # a reference it could not resolve locally
+            raise Invalid("schema", str(exc).splitlines()[0]) from None
 
     def check(self, doc: Any) -> None:
         """Raise :class:`Invalid` (reason ``schema``) with the path and cause of the first error."""
-        try:
-            self._fast(doc)
-        except self._fast_error as exc:
-            errors = list(self._ref.iter_errors(doc))
-            if not errors:  # stricter than jsonschema (e.g. 1.0 for an integer): refused all the same
-                raise Invalid("schema", str(exc)) from None
-            err = min(errors, key=lambda e: len(e.path))
-            where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-            raise Invalid("schema", f"{where}: {err.message}") from None
-
-
-def _any_format(value: Any) -> bool:
-    return True
-
-
-def _inline_refs(node: Any, defs: dict[str, Any], seen: tuple[str, ...] = ()) -> Any:
-    """``node`` with every local ``{"$ref": "#/$defs/x"}`` replaced by the definition itself.
-
-    fastjsonschema compiles a ``$ref`` into a function call whose error-path
-    argument is formatted (``str.format(**locals())``) on every call, even when
-    nothing is wrong: inlined, the statistics schema validates 2-3x faster. A
-    recursive reference is left as it is.
-    """
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs and ref not in seen:
-            target = _inline_refs(defs[ref[8:]], defs, (*seen, ref))
-            rest = {k: _inline_refs(v, defs, seen) for k, v in node.items() if k != "$ref"}
-            return {"allOf": [target, rest]} if rest else target
-        return {k: _inline_refs(v, defs, seen) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_inline_refs(v, defs, seen) for v in node]
-    return node
+        if self._v.is_valid(doc):
+            return
+        err = min(self._v.iter_errors(doc), key=lambda e: len(e.instance_path))
+        where = "/".join(str(p) for p in err.instance_path) or "(top level)"
+        raise Invalid("schema", f"{where}: {err.message}") from None
 
 
 @cache
