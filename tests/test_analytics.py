@@ -170,6 +170,20 @@ def test_queue_in_metres_and_presence_near_the_stop_line(tmp_path: Path) -> None
     assert zs.queued == 2 and zs.queue_m == pytest.approx(7.5, abs=0.01) and zs.near == 1
 
 
+def test_a_crossing_takes_the_class_its_track_has_when_its_speed_is_known(tmp_path: Path) -> None:
+    """With a calibration a crossing waits half a speed window; its class is the track's majority by then
+    (a track born on a truck's half seen as a car crosses as a car, then its truck detections outvote it)."""
+    doc = base(tmp_path)
+    doc["cameras"][0]["calibration"] = calibration(SQUARE)
+    cfg = load(tmp_path, doc)
+    # up the image through the stop line (y = 100) at 3 px per frame; class car until 2 frames after the line
+    frames = [{1: (200, 130 - 3 * k, 1 if k < 12 else 4)} for k in range(40)]
+    _, out = run(cfg, frames)
+    (ev,) = [e for fe in out for e in fe.crossings]
+    assert (ev.line_id, ev.class_name, ev.speed_kmh is not None) == ("stop", "truck", True)
+    assert ev.ts == pytest.approx(T0 + 1.0, abs=0.01)   # the crossing time itself is unchanged
+
+
 # ------------------------------------------------------------------ intervals
 
 

@@ -89,6 +89,14 @@ class CameraAnalytics:
         crossings = new
         if motion.calibrated:
             self._pending += new
+            if self._pending and len(tracks.track_id):
+                # a waiting crossing takes its track's class as it stands now (the majority over the
+                # track's detections, see Tracker): a track born a few frames before the line on a box
+                # of the wrong class (a truck's half seen as a car) has more evidence by the time its
+                # speed window is complete than at the crossing itself
+                cls = dict(zip(tracks.track_id.tolist(), tracks.class_id.tolist()))
+                self._pending = [e if e.track_id not in cls else replace(e, class_name=self._name(cls[e.track_id]))
+                                 for e in self._pending]
             crossings = self._release(ts, live)
         zone_states: list[ZoneState] = []
         incidents: list[Incident] = []
@@ -103,6 +111,9 @@ class CameraAnalytics:
         self._last_zones = tuple(zone_states)
         return FrameEvents(ts=ts, crossings=tuple(crossings), movements=tuple(moves), incidents=tuple(incidents),
                            zones=self._last_zones)
+
+    def _name(self, k: int) -> str:
+        return self.names[k] if 0 <= k < len(self.names) else f"class{k}"
 
     def _crossing_incident(self, line_id: str, tid: int, cls: str, direction: str, speed: float | None,
                            ts: float, tracks: Tracks | None) -> Incident:
