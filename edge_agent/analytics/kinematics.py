@@ -54,27 +54,53 @@ class Motion:
     calibrated: bool
 
 
+def _slopes(t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_]
+            ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Least-squares slopes (k, 2) of each row's masked points, and each point's distance to its line (k, m)."""
+    w = mask.astype(np.float64)
+    n = np.maximum(w.sum(axis=1), 1.0)
+    tc = (t - (t * w).sum(axis=1, keepdims=True) / n[:, None]) * w
+    pc = (xy - (xy * w[..., None]).sum(axis=1, keepdims=True) / n[:, None, None]) * w[..., None]
+    den = (tc * tc).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = np.einsum("km,kmd->kd", tc, pc) / den[:, None]
+    v[den <= 0] = np.nan
+    resid = pc - tc[..., None] * np.nan_to_num(v)[:, None, :]
+    return v, np.hypot(resid[..., 0], resid[..., 1]) * w
+
+
+def fit_velocities(t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64],
+                   mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """Robust straight-line slopes of k point sets at once.
+
+    Args:
+        t: (k, m) times; xy: (k, m, 2) positions; mask: (k, m) which points each set has.
+
+    Returns:
+        (k, 2) velocities; NaN for a set of fewer than 2 points. With 5 points or more, points
+        further than three robust standard deviations (1.4826 x the median distance) from the
+        first line are dropped and the line is fitted again, if at least 2 points remain.
+    """
+    v, r = _slopes(t, xy, mask)
+    n = mask.sum(axis=1)
+    v[n < 2] = np.nan
+    robust = (n >= 5) & np.isfinite(v).all(axis=1)
+    if robust.any():
+        ranked = np.sort(np.where(mask, r, np.inf), axis=1)
+        rows = np.arange(len(n))
+        hi, lo = ranked[rows, np.minimum(n // 2, r.shape[1] - 1)], ranked[rows, np.maximum((n - 1) // 2, 0)]
+        mad = (hi + lo) / 2  # the median of each row's distances
+        keep = mask & (r <= 3.0 * 1.4826 * mad[:, None] + 1e-9)
+        kept = keep.sum(axis=1)
+        again = robust & (kept >= 2) & (kept < n)
+        if again.any():
+            v[again] = _slopes(t[again], xy[again], keep[again])[0]
+    return v
+
+
 def fit_velocity(t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Robust straight-line slope of (m, 2) positions over (m,) times; NaN if fewer than 2 points."""
-    if len(t) < 2:
-        return np.full(2, np.nan)
-
-    def slope(tt: npt.NDArray[np.float64], pp: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        tc = tt - tt.mean()
-        den = float(tc @ tc)
-        if den <= 0:
-            return np.full(2, np.nan), np.zeros(len(tt))
-        v = (tc @ (pp - pp.mean(axis=0))) / den
-        resid = pp - pp.mean(axis=0) - np.outer(tc, v)
-        return v, np.hypot(resid[:, 0], resid[:, 1])
-
-    v, r = slope(t, xy)
-    if len(t) >= 5 and np.isfinite(v).all():
-        mad = float(np.median(r))
-        keep = r <= 3.0 * 1.4826 * mad + 1e-9
-        if 2 <= keep.sum() < len(t):
-            v, _ = slope(t[keep], xy[keep])
-    return v
+    return fit_velocities(t[None, :], xy[None, :, :], np.ones((1, len(t)), bool))[0]
 
 
 class Kinematics:
@@ -119,16 +145,31 @@ class Kinematics:
         pos = self.plane.to_ground(pts) if self.plane is not None else pts
         n = len(tracks)
         vel = np.full((n, 2), np.nan)
-        for i, (tid, seen) in enumerate(zip(tracks.track_id.tolist(), (tracks.det_index >= 0).tolist())):
+        ids = tracks.track_id.tolist()
+        fresh = np.isfinite(pos).all(axis=1) & (tracks.det_index >= 0)
+        since, oldest = ts - self.trailing_s - 1e-9, ts - KEEP_WINDOWS * max(self.window_s, self.trailing_s) - 1e-9
+        fit_ids: list[int] = []
+        windows: list[list[tuple[float, float, float]]] = []
+        for i, tid in enumerate(ids):
             hist = self._hist.setdefault(tid, deque())
-            if seen and np.isfinite(pos[i]).all():
+            if fresh[i]:
                 hist.append((ts, float(pos[i, 0]), float(pos[i, 1])))
-                while hist and hist[0][0] < ts - KEEP_WINDOWS * max(self.window_s, self.trailing_s) - 1e-9:
+                while hist and hist[0][0] < oldest:
                     hist.popleft()
-                arr = np.asarray(hist)
-                arr = arr[arr[:, 0] >= ts - self.trailing_s - 1e-9]
-                if len(arr) >= 2 and arr[-1, 0] - arr[0, 0] >= MIN_SPAN_FRACTION * self.trailing_s:
-                    self._velocity[tid] = fit_velocity(arr[:, 0], arr[:, 1:])
+                window = [h for h in hist if h[0] >= since]
+                if len(window) >= 2 and window[-1][0] - window[0][0] >= MIN_SPAN_FRACTION * self.trailing_s:
+                    fit_ids.append(tid)
+                    windows.append(window)
+        if windows:  # one batched fit for every track with a fresh trailing window
+            m = max(len(w) for w in windows)
+            pts = np.zeros((len(windows), m, 3))
+            mask = np.zeros((len(windows), m), bool)
+            for k, w in enumerate(windows):
+                pts[k, :len(w)] = w
+                mask[k, :len(w)] = True
+            for tid, v in zip(fit_ids, fit_velocities(pts[..., 0], pts[..., 1:], mask)):
+                self._velocity[tid] = v
+        for i, tid in enumerate(ids):
             if tid in self._velocity:
                 vel[i] = self._velocity[tid]
         speed = np.hypot(vel[:, 0], vel[:, 1])
