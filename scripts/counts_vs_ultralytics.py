@@ -52,11 +52,11 @@ def ultralytics_tracks(model: str, video: str, conf: float, iou: float, classes:
 def count(frames: list[list[tuple[int, list[float], int]]], fps: float) -> dict[str, list[Any]]:
     """The configured line counters over per-frame (id, box, class) tracks."""
     import numpy as np
+    from test_vtest_handcount import CONFIG, LINES, Crossing
 
     from edge_agent.config import load_config
     from edge_agent.counting import LineCounter
     from edge_agent.types import Tracks
-    from test_vtest_handcount import CONFIG, LINES, Crossing
 
     cfg = load_config(CONFIG, check_files=False)
     cam = next(c for c in cfg.cameras if c.id == "campus")
@@ -66,9 +66,9 @@ def count(frames: list[list[tuple[int, list[float], int]]], fps: float) -> dict[
     out: dict[str, list[Any]] = {line: [] for line in LINES}
     for k, rows in enumerate(frames):
         n = len(rows)
-        tracks = Tracks(np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32).reshape(n, 4),
-                        np.ones(n, np.float32), np.array([r[2] for r in rows], np.int64), np.arange(n, dtype=np.int64),
-                        np.zeros((n, 2), np.float32))
+        ids, boxes = np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32)
+        tracks = Tracks(ids, boxes.reshape(n, 4), np.ones(n, np.float32), np.array([r[2] for r in rows], np.int64),
+                        np.arange(n, dtype=np.int64), np.zeros((n, 2), np.float32))
         for c in counters:
             for e in c.update(tracks, k / fps):
                 out[e.line_id].append(Crossing(k, e.direction.value))
@@ -78,12 +78,12 @@ def count(frames: list[list[tuple[int, list[float], int]]], fps: float) -> dict[
 def agent_tracks(model: str, video: str) -> list[list[tuple[int, list[float], int]]]:
     """The agent's detector and tracker with configs/vtest.yaml's settings, per frame."""
     import cv2
+    from test_vtest_handcount import CONFIG
 
     from edge_agent.config import load_config
     from edge_agent.detection import Detector
     from edge_agent.pipeline import tracker_config
     from edge_agent.tracking import Tracker
-    from test_vtest_handcount import CONFIG
 
     cfg = load_config(CONFIG, check_files=False)
     det = Detector(model, confidence=cfg.model.confidence, iou=cfg.model.iou, classes=cfg.model.classes, device="cpu")
@@ -130,9 +130,10 @@ def main() -> int:
         ultralytics_tracks(a.model, a.video, a.conf, a.iou, json.loads(a.classes), a.role, a.out)
         return 0
 
+    from test_vtest_handcount import CONFIG
+
     from edge_agent.config import load_config
     from edge_agent.detection import Detector
-    from test_vtest_handcount import CONFIG
 
     cfg = load_config(CONFIG, check_files=False)
     names = Detector(a.model, device="cpu").names

@@ -100,7 +100,8 @@ def fit_velocities(t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64],
 
 def fit_velocity(t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Robust straight-line slope of (m, 2) positions over (m,) times; NaN if fewer than 2 points."""
-    return fit_velocities(t[None, :], xy[None, :, :], np.ones((1, len(t)), bool))[0]
+    v: npt.NDArray[np.float64] = fit_velocities(t[None, :], xy[None, :, :], np.ones((1, len(t)), bool))[0]
+    return v
 
 
 class Kinematics:
