@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -50,6 +53,45 @@ def test_schema_is_created_once_in_wal_mode_and_migrations_are_idempotent(tmp_pa
     raw.commit()
     with pytest.raises(RuntimeError, match="schema version 99, newer than this controller's"):
         SQLiteStore(db).migrate()
+
+
+def test_writers_on_one_sqlite_file_take_turns_on_a_lock_file(tmp_path: Path) -> None:
+    """Two stores on one file (two replicas): a write transaction holds ``<db>.write-lock``, the other
+    writer waits for it and then stores its row; nothing is lost or refused."""
+    db = tmp_path / "c.db"
+    a, b = SQLiteStore(db), SQLiteStore(db)
+    a.migrate()
+    b.migrate()
+    inside, release, done = threading.Event(), threading.Event(), []
+
+    def hold() -> None:
+        with a.transaction() as cur:
+            cur.execute("INSERT INTO alerts (created_at, kind, subject, message, details) "
+                        "VALUES (1, 'a', 's', 'm', '{}')")
+            inside.set()
+            release.wait(10)
+        done.append("a")
+
+    ta = threading.Thread(target=hold)
+    ta.start()
+    assert inside.wait(10)
+    fd = os.open(f"{db}.write-lock", os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):  # held for the whole transaction
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    tb = threading.Thread(target=lambda: (b.add_alert("b", "s", "m", {}, 2.0), done.append("b")))
+    tb.start()
+    tb.join(0.3)
+    assert tb.is_alive() and done == []  # the second writer waits its turn
+    release.set()
+    ta.join(10)
+    tb.join(10)
+    assert done == ["a", "b"]
+    assert a.query("SELECT kind FROM alerts ORDER BY created_at") == [("a",), ("b",)]
+    a.close()
+    b.close()
 
 
 def test_valid_stats_are_stored_once_bad_ones_counted_never_raised(ctrl: Controller) -> None:
