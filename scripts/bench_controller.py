@@ -21,6 +21,10 @@ and prints:
 The three take turns for ``--rounds`` rounds and the ratios are the medians of each
 round's, so that a change of load on a shared machine moves both sides of a ratio.
 
+With ``--backlog`` each consumer is paused (SIGSTOP) while the publishers send, then resumed
+and timed until the last message is stored: the drain rate of a backlog (a controller coming
+back after an outage, or catching up), with no publisher competing for the cores.
+
 Consumers run as their own processes (``python -m edge_agent.controller``), so the
 GIL of one does not slow another. The rates are messages from the first to the
 last one received (bare) or committed (controller).
@@ -172,7 +176,8 @@ def publish(port: int, n: int, cameras: int, tmp: Path, parts: int) -> dict[str,
             "cpu_s": sum(d["cpu_s"] for d in docs)}
 
 
-def bench_bare(port: int, n: int, cameras: int, tmp: Path, parts: int, broker_pid: int) -> dict[str, float]:
+def bench_bare(port: int, n: int, cameras: int, tmp: Path, parts: int, broker_pid: int,
+               backlog: bool = False) -> dict[str, float]:
     tag = time.monotonic_ns()
     ready, out = tmp / f"bare-{tag}.ready", tmp / f"bare-{tag}.json"
     p = subprocess.Popen(me("--role", "bare", "--port", str(port), "--messages", str(n), "--file", str(out),
@@ -180,13 +185,19 @@ def bench_bare(port: int, n: int, cameras: int, tmp: Path, parts: int, broker_pi
     while not ready.exists():
         time.sleep(0.05)
     b0 = cpu_s(broker_pid)
+    if backlog:
+        p.send_signal(signal.SIGSTOP)
     sent = publish(port, n, cameras, tmp, parts)
+    resumed = time.time()
+    if backlog:
+        p.send_signal(signal.SIGCONT)
     p.wait(300)
     broker_cpu = cpu_s(broker_pid) - b0
     got = json.loads(out.read_text())
     if got["n"] != n:
         print(f"  bare subscriber lost messages: {got['n']} of {n}")
-    return {"rate": got["n"] / (got["last"] - got["first"]), "publisher_rate": n / (sent["end"] - sent["start"]),
+    span = got["last"] - (resumed if backlog else got["first"])
+    return {"rate": got["n"] / span, "publisher_rate": n / (sent["end"] - sent["start"]),
             "cpu_consumer": got["cpu_s"] / n, "cpu_publishers": sent["cpu_s"] / n, "cpu_broker": broker_cpu / n}
 
 
@@ -200,7 +211,7 @@ def controller_cfg(tmp: Path, port: int, name: str, db: Path) -> Path:
 
 
 def bench_controllers(port: int, n: int, cameras: int, tmp: Path, replicas: int, parts: int,
-                      broker_pid: int, tag: str = "") -> dict[str, float]:
+                      broker_pid: int, tag: str = "", backlog: bool = False) -> dict[str, float]:
     db = tmp / f"ctrl-{replicas}{tag}.db"
     procs = []
     for r in range(replicas):
@@ -214,7 +225,12 @@ def bench_controllers(port: int, n: int, cameras: int, tmp: Path, replicas: int,
             time.sleep(0.05)
     c0 = [cpu_s(p.pid) for p, _ in procs]
     b0 = cpu_s(broker_pid)
+    for p, _ in procs if backlog else ():
+        p.send_signal(signal.SIGSTOP)
     sent = publish(port, n, cameras, tmp, parts)
+    resumed = time.time()
+    for p, _ in procs if backlog else ():
+        p.send_signal(signal.SIGCONT)
     con = sqlite3.connect(db)
     deadline = time.time() + 300
     while time.time() < deadline and con.execute("SELECT COUNT(*) FROM stats").fetchone()[0] < n:
@@ -232,7 +248,8 @@ def bench_controllers(port: int, n: int, cameras: int, tmp: Path, replicas: int,
     last_commit = max(r[2] for r in rows)
     lags = sorted(r[2] - sent["sent"][r[0]] for r in rows)
     pub_rate = n / (sent["end"] - sent["start"])
-    return {"stored": stored, "distinct": distinct, "rate": stored / (last_commit - first_rx),
+    start = resumed if backlog else first_rx
+    return {"stored": stored, "distinct": distinct, "rate": stored / (last_commit - start),
             "p50_ms": 1000 * lags[len(lags) // 2], "p95_ms": 1000 * lags[int(len(lags) * 0.95)],
             "publisher_rate": pub_rate, "cpu_consumer": consumer_cpu / n, "cpu_publishers": sent["cpu_s"] / n,
             "cpu_broker": broker_cpu / n}
@@ -253,6 +270,8 @@ def main() -> int:
     ap.add_argument("--cameras", type=int, default=50)
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes sending the messages together")
     ap.add_argument("--rounds", type=int, default=3, help="turns of bare, one and two replicas (ratios: median)")
+    ap.add_argument("--backlog", action="store_true",
+                    help="consumers paused while the messages are published, then timed draining the backlog")
     ap.add_argument("--part", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--role", choices=["publish", "bare"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -271,25 +290,28 @@ def main() -> int:
     port = broker.port
     try:
         print(f"{a.messages} statistics messages from {a.cameras} cameras, QoS 1, {a.publishers} publisher "
-              f"process(es), mosquitto on :{port}, {os.cpu_count()} CPU(s)")
+              f"process(es), mosquitto on :{port}, {os.cpu_count()} CPU(s)"
+              + ("; backlog: consumers paused (SIGSTOP) while publishing, rates from resuming to the last "
+                 "message (lag: includes the pause)" if a.backlog else ""))
         assert broker.process is not None
         bpid = broker.process.pid
         ratios: dict[str, list[float]] = {"one/bare": [], "two/one": []}
         for k in range(a.rounds):  # the three take turns, so that each ratio compares runs minutes apart at most
             print(f"-- round {k + 1} of {a.rounds}")
-            bare_r = bench_bare(port, a.messages, a.cameras, tmp, a.publishers, bpid)
+            bare_r = bench_bare(port, a.messages, a.cameras, tmp, a.publishers, bpid, a.backlog)
             bare = bare_r["rate"]
             print(f"bare paho subscriber (json.loads only): {bare:8.0f} msg/s  <- ceiling; publishers "
                   f"{bare_r['publisher_rate']:.0f} msg/s")
             print(cpu_line(bare_r))
-            one = bench_controllers(port, a.messages, a.cameras, tmp, 1, a.publishers, bpid, f"{k}")
+            one = bench_controllers(port, a.messages, a.cameras, tmp, 1, a.publishers, bpid, f"{k}", a.backlog)
             print(f"controller x1 (SQLite):                  {one['rate']:8.0f} msg/s  = {one['rate'] / bare:.2f} x "
                   f"ceiling; stored {one['stored']}/{a.messages} (loss {a.messages - one['distinct']}); lag p50 "
                   f"{one['p50_ms']:.0f} ms, p95 {one['p95_ms']:.0f} ms; publishers {one['publisher_rate']:.0f} msg/s")
             print(cpu_line(one))
-            two = bench_controllers(port, a.messages, a.cameras, tmp, 2, a.publishers, bpid, f"{k}")
-            print(f"controller x2 (shared subscription):     {two['rate']:8.0f} msg/s  = {two['rate'] / one['rate']:.2f}"
-                  f" x one; stored {two['stored']} rows, {two['distinct']} distinct of {a.messages} "
+            two = bench_controllers(port, a.messages, a.cameras, tmp, 2, a.publishers, bpid, f"{k}", a.backlog)
+            gain = two["rate"] / one["rate"]
+            print(f"controller x2 (shared subscription):     {two['rate']:8.0f} msg/s  = {gain:.2f} x one; stored "
+                  f"{two['stored']} rows, {two['distinct']} distinct of {a.messages} "
                   f"({'exactly once' if two['stored'] == two['distinct'] == a.messages else 'NOT exactly once'}); "
                   f"lag p50 {two['p50_ms']:.0f} ms, p95 {two['p95_ms']:.0f} ms; publishers "
                   f"{two['publisher_rate']:.0f} msg/s")
