@@ -20,6 +20,7 @@ import numpy as np
 from edge_agent.aggregation import Layout
 from edge_agent.analytics.kinematics import Kinematics
 from edge_agent.analytics.movements import MovementCounter
+from edge_agent.analytics.stitching import Stitcher
 from edge_agent.analytics.zones import ZoneMonitor, zone_length_m
 from edge_agent.config import AgentConfig, CameraConfig
 from edge_agent.counting import LineCounter
@@ -56,6 +57,7 @@ class CameraAnalytics:
         self.zones = [ZoneMonitor(z, cam.id, self.names, st.vehicle_classes, st, cfg.events, self.plane,
                                   lines.get(z.stop_line) if z.stop_line else None) for z in cam.zones]
         self.movements = MovementCounter(cam.movements, cam.id, self.names)
+        self.stitcher = Stitcher()
         self.line_tags = {line.id: (line.lane, line.approach) for line in cam.lines}
         self._last_zones: tuple[ZoneState, ...] = ()
         self._pending: list[CrossingEvent] = []  # crossings waiting for the second half of their speed window
@@ -83,6 +85,7 @@ class CameraAnalytics:
         seen half a speed window past the line (its speed is fitted on a
         window centred on the crossing); its ``ts`` stays the crossing time.
         """
+        tracks = self.stitcher.update(tracks, ts)  # a track re-found after an occlusion keeps its id
         motion = self.kinematics.update(tracks, ts, detections)
         new = [e for c in self.counters for e in c.update(tracks, ts)]
         live = set(tracks.track_id.tolist())

@@ -1,0 +1,136 @@
+"""Tracks -> Tracks for counting: a track lost for a moment keeps its id when its object is found again.
+
+An object hidden behind another vehicle for half a second or more (a motorcycle
+behind a bus) is lost by the tracker, and when it is seen again it starts a new
+track. If it crossed a counting line, or left the junction, while hidden, the old
+track ended on one side and the new one started on the other: neither counts the
+crossing, and the turning movement loses its origin. The tracker itself cannot
+wait longer without taking over the wrong person in a crowd (its MOT benchmark
+says so), but the counters only need to know that two tracks were one vehicle.
+
+:class:`Stitcher` gives a new track the id of a track that stopped being reported
+at most ``max_gap_s`` earlier when both have the same class, similar sizes (area
+within a factor of 3), and the new box's centre is where the old one would be by
+now at its last velocity: within ``gate`` times the new box's larger side plus half
+the distance the old track would have travelled in the gap (its speed is uncertain
+by that much). When both are moving (more than half their size per second), their
+directions must be less than 90 degrees apart: a car driving into the view where
+another one just left it is not that car. Among several candidates the closest one wins. Everything
+downstream (line counters, speeds, zones, movements) then sees one id. The
+tracks the tracker reports (and its benchmark) are unchanged.
+
+Two tracks never get one id at once: if the tracker finds the old track again while
+the new one that took its id is still reported, the new one goes back to its own id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edge_agent.types import Tracks
+
+KEEP_S = 5.0  # a tracker id is remembered this long after its last report (the tracker keeps lost tracks ~1 s)
+
+
+@dataclass(frozen=True)
+class _Last:
+    """Where a (stitched) track was last seen with a detection."""
+
+    ts: float
+    cx: float
+    cy: float
+    vx: float
+    vy: float
+    w: float
+    h: float
+    class_id: int
+
+
+class Stitcher:
+    """Maps the tracker's ids to counting ids, joining a track to one lost shortly before.
+
+    Args:
+        max_gap_s: longest time between the old track's last report and the new one's first.
+        gate: distance allowed beyond the extrapolated centre, in sizes of the new box.
+    """
+
+    def __init__(self, max_gap_s: float = 1.5, gate: float = 1.0):
+        if max_gap_s < 0 or gate < 0:
+            raise ValueError(f"max_gap_s and gate must be >= 0, got {max_gap_s} and {gate}")
+        self.max_gap_s = max_gap_s
+        self.gate = gate
+        self._alias: dict[int, int] = {}   # tracker id -> counting id (only where they differ)
+        self._known: dict[int, float] = {}  # tracker id -> when it was last reported
+        self._last: dict[int, _Last] = {}   # counting id -> last seen
+        self._present: set[int] = set()     # counting ids reported in the previous frame
+        self.stitched = 0                   # tracks given an earlier track's id, all told
+
+    def update(self, tracks: Tracks, ts: float) -> Tracks:
+        """The frame's tracks with counting ids (the same object as before when a track was re-found)."""
+        if self.max_gap_s <= 0:
+            return tracks
+        raw = tracks.track_id.tolist()
+        lost = {cid: last for cid, last in self._last.items() if cid not in self._present
+                and ts - last.ts <= self.max_gap_s}
+        box = tracks.xyxy.astype(np.float64)
+        out: list[int] = []
+        for i, tid in enumerate(raw):
+            if tid not in self._known:
+                target = self._match(box[i], tracks.velocity[i], int(tracks.class_id[i]), ts, lost)
+                if target is not None:
+                    self._alias[tid] = target
+                    del lost[target]
+                    self.stitched += 1
+            out.append(self._alias.get(tid, tid))
+        if len(set(out)) < len(out):  # the old track is back while the one that took its id is still here
+            own = set(raw)
+            for i, tid in enumerate(raw):
+                if self._alias.get(tid) in own:
+                    del self._alias[tid]
+                    out[i] = tid
+        ids = np.asarray(out, np.int64)
+        seen = tracks.det_index >= 0
+        for i, cid in enumerate(out):
+            if seen[i]:
+                (x1, y1, x2, y2), (vx, vy) = box[i], tracks.velocity[i]
+                self._last[cid] = _Last(ts, (x1 + x2) / 2, (y1 + y2) / 2, float(vx), float(vy), x2 - x1, y2 - y1,
+                                        int(tracks.class_id[i]))
+        self._present = set(out)
+        for cid in [c for c, last in self._last.items() if ts - last.ts > self.max_gap_s and c not in self._present]:
+            del self._last[cid]
+        for tid in raw:
+            self._known[tid] = ts
+        # a tracker id not reported for a while is gone for good (the tracker never reuses ids)
+        keep_s = self.max_gap_s + KEEP_S
+        for tid in [t for t, last_ts in self._known.items() if ts - last_ts > keep_s]:
+            del self._known[tid]
+            self._alias.pop(tid, None)
+        return tracks if ids.tolist() == raw else replace(tracks, track_id=ids)
+
+    def _match(self, box: np.ndarray, velocity: np.ndarray, class_id: int, ts: float,
+               lost: dict[int, _Last]) -> int | None:
+        x1, y1, x2, y2 = box
+        w, h = x2 - x1, y2 - y1
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        vx, vy = float(velocity[0]), float(velocity[1])
+        moving = np.hypot(vx, vy) > 0.5 * max(w, h)  # more than half its size per second
+        best, best_d = None, np.inf
+        for cid, last in lost.items():
+            if last.class_id != class_id:
+                continue
+            if moving and np.hypot(last.vx, last.vy) > 0.5 * max(last.w, last.h) and vx * last.vx + vy * last.vy <= 0:
+                continue  # both moving, in directions more than 90 degrees apart: another vehicle
+            ratio = (w * h) / max(last.w * last.h, 1e-9)
+            if not 1 / 3 <= ratio <= 3:
+                continue
+            gap = ts - last.ts
+            d = float(np.hypot(cx - (last.cx + last.vx * gap), cy - (last.cy + last.vy * gap)))
+            allowed = self.gate * max(w, h) + 0.5 * float(np.hypot(last.vx, last.vy)) * gap
+            if d <= allowed and d < best_d:
+                best, best_d = cid, d
+        return best
+
+
+__all__ = ["Stitcher"]

@@ -1,0 +1,91 @@
+"""A track lost behind another vehicle and found again as a new track keeps its id for counting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.analytics import CameraAnalytics
+from edge_agent.analytics.stitching import Stitcher
+from edge_agent.types import Tracks
+from test_analytics import NAMES, T0, base, load
+
+FPS = 10.0
+CAR, BUS = 1, 3
+
+
+def moving(rows: dict[int, tuple[float, float, int, float]]) -> Tracks:
+    """Track id -> (anchor x, anchor y, class, vertical speed px/s): 20x20 boxes on their anchor, all matched."""
+    ids = list(rows)
+    n = len(ids)
+    xyxy = [[x - 10, y - 20, x + 10, y] for x, y, _, _ in rows.values()]
+    return Tracks(np.array(ids, np.int64), np.array(xyxy, np.float32).reshape(n, 4), np.full(n, 0.8, np.float32),
+                  np.array([c for _, _, c, _ in rows.values()], np.int64), np.arange(n, dtype=np.int64),
+                  np.array([[0.0, v] for *_, v in rows.values()], np.float32).reshape(n, 2))
+
+
+def hidden_crossing(second: tuple[int, float]) -> list[dict[int, tuple[float, float, int, float]]]:
+    """A car drives up (-50 px/s) towards the stop line at y = 100, is hidden for frames 10-15 while it
+    crosses, and is seen again from frame 16 as track 2 of class/speed ``second``."""
+    cls, speed = second
+    frames: list[dict[int, tuple[float, float, int, float]]] = []
+    for k in range(30):
+        y = 160 - 5 * k
+        if k < 10:
+            frames.append({1: (200, y, CAR, -50.0)})
+        elif k < 16:
+            frames.append({})
+        else:
+            frames.append({2: (200, y, cls, speed)})
+    return frames
+
+
+def crossings(tmp_path: Path, frames: list[dict[int, tuple[float, float, int, float]]], gap_s: float) -> list[str]:
+    an = CameraAnalytics(load(tmp_path, base(tmp_path)).cameras[0], load(tmp_path, base(tmp_path)), NAMES)
+    an.stitcher = Stitcher(max_gap_s=gap_s)
+    out = []
+    for k, rows in enumerate(frames):
+        fe = an.update(moving(rows) if rows else Tracks.empty(), T0 + k / FPS)
+        out += [f"{e.track_id}:{e.direction.value}:{e.class_name}" for e in fe.crossings]
+    return out + [f"{e.track_id}:{e.direction.value}:{e.class_name}" for e in an.close(T0 + 3.0).crossings]
+
+
+def test_a_car_hidden_while_it_crosses_the_line_is_counted_once(tmp_path: Path) -> None:
+    frames = hidden_crossing((CAR, -50.0))
+    assert crossings(tmp_path, frames, 0.0) == []  # the old track ends before the line, the new one after it
+    (got,) = crossings(tmp_path, frames, 1.5)
+    assert got.startswith("1:") and got.endswith(":car")
+
+
+def test_another_class_or_the_opposite_direction_is_another_vehicle(tmp_path: Path) -> None:
+    assert crossings(tmp_path, hidden_crossing((BUS, -50.0)), 1.5) == []
+    assert crossings(tmp_path, hidden_crossing((CAR, +50.0)), 1.5) == []
+
+
+def test_too_long_a_gap_or_too_far_is_not_joined() -> None:
+    s = Stitcher(max_gap_s=1.0, gate=1.0)
+    s.update(moving({1: (200, 160, CAR, -50.0)}), 0.0)
+    s.update(Tracks.empty(), 0.1)
+    late = s.update(moving({2: (200, 100, CAR, -50.0)}), 1.3)  # 1.3 s after track 1 was last seen
+    assert late.track_id.tolist() == [2]
+    s = Stitcher(max_gap_s=1.0, gate=1.0)
+    s.update(moving({1: (200, 160, CAR, -50.0)}), 0.0)
+    s.update(Tracks.empty(), 0.1)
+    far = s.update(moving({2: (260, 135, CAR, -50.0)}), 0.5)  # expected near (200, 135): 60 px off, 20 px boxes
+    assert far.track_id.tolist() == [2]
+    near = Stitcher(max_gap_s=1.0, gate=1.0)
+    near.update(moving({1: (200, 160, CAR, -50.0)}), 0.0)
+    near.update(Tracks.empty(), 0.1)
+    assert near.update(moving({2: (205, 137, CAR, -50.0)}), 0.5).track_id.tolist() == [1] and near.stitched == 1
+
+
+def test_two_tracks_never_share_an_id() -> None:
+    """The tracker finds the old track again while the new one that took its id is still reported."""
+    s = Stitcher()
+    s.update(moving({1: (200, 160, CAR, -50.0)}), 0.0)
+    s.update(Tracks.empty(), 0.1)
+    assert s.update(moving({2: (200, 150, CAR, -50.0)}), 0.2).track_id.tolist() == [1]
+    both = s.update(moving({1: (200, 140, CAR, -50.0), 2: (200, 145, CAR, -50.0)}), 0.3)
+    assert sorted(both.track_id.tolist()) == [1, 2]
+    assert s.update(moving({2: (200, 140, CAR, -50.0)}), 0.4).track_id.tolist() == [2]
