@@ -234,6 +234,9 @@ def bench_controllers(port: int, n: int, cameras: int, tmp: Path, replicas: int,
     con = sqlite3.connect(db)
     deadline = time.time() + 300
     while time.time() < deadline and con.execute("SELECT COUNT(*) FROM stats").fetchone()[0] < n:
+        dead = [log for p, log in procs if p.poll() is not None]
+        if dead:
+            raise SystemExit(f"a controller exited before storing every message:\n{dead[0].read_text()[-2000:]}")
         time.sleep(0.05)
     consumer_cpu = sum(cpu_s(p.pid) for p, _ in procs) - sum(c0)
     broker_cpu = cpu_s(broker_pid) - b0

@@ -6,6 +6,8 @@ import fcntl
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -92,6 +94,25 @@ def test_writers_on_one_sqlite_file_take_turns_on_a_lock_file(tmp_path: Path) ->
     assert a.query("SELECT kind FROM alerts ORDER BY created_at") == [("a",), ("b",)]
     a.close()
     b.close()
+
+
+def test_replicas_starting_together_on_a_new_sqlite_file_both_start(tmp_path: Path) -> None:
+    """Found by bench_controller --backlog: the second of two replicas started together died with
+    'database is locked' switching the new file to WAL while the first created the schema."""
+    code = ("import sys, time, pathlib\n"
+            "from edge_agent.controller.store import open_store\n"
+            "go = pathlib.Path(sys.argv[2])\n"
+            "while not go.exists(): time.sleep(0.001)\n"
+            "open_store(sys.argv[1]).close()\n")
+    for k in range(6):
+        db, go = tmp_path / f"c{k}.db", tmp_path / f"go{k}"
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(db), str(go)], stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+        time.sleep(0.5)  # all three waiting on the go file
+        go.write_text("go")
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), errors
+        assert SQLiteStore(db).schema_version() == SCHEMA_VERSION
 
 
 def test_valid_stats_are_stored_once_bad_ones_counted_never_raised(ctrl: Controller) -> None:

@@ -410,9 +410,10 @@ class SQLiteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         c = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        c.execute("PRAGMA journal_mode=WAL")
-        c.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         c.execute("PRAGMA busy_timeout=30000")
+        with self._writing():  # two replicas starting together: SQLite does not wait for a journal-mode switch
+            c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         return c
 
     @contextmanager
