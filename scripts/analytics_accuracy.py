@@ -20,11 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from analytics_truth import simulate  # noqa: E402
-from test_analytics_truth import NAMES, config_yaml  # noqa: E402
-
-from edge_agent.aggregation import IntervalAggregator  # noqa: E402
-from edge_agent.analytics import CameraAnalytics, analytics_layout  # noqa: E402
-from edge_agent.config import parse_config  # noqa: E402
+from test_analytics_truth import run_analytics  # noqa: E402
 
 
 def main() -> None:
@@ -33,23 +29,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     args = ap.parse_args()
     truth = simulate(duration_s=60 * args.minutes, seed=args.seed)
-    tmp = Path(tempfile.mkdtemp())
-    cfg = parse_config(config_yaml(truth, tmp), tmp / "site.yaml")
-    cam = cfg.cameras[0]
-    analytics = CameraAnalytics(cam, cfg, NAMES)
-    aggs = [IntervalAggregator(cam.id, analytics_layout(cam, cfg), n, nominal_fps=10.0,
-                               grace_s=cfg.statistics.grace_s) for n in cfg.statistics.intervals]
-    records, crossings = [], []
-    for ts, tracks in zip(truth.frame_ts, truth.frames):
-        fe = analytics.update(tracks, ts)
-        crossings += fe.crossings
-        for agg in aggs:
-            records += agg.add_frame(ts, 1.0, 0, fe)
-    end = truth.frame_ts[-1] + 0.1
-    last = analytics.close(end)
-    crossings += last.crossings
-    for agg in aggs:
-        records += agg.add_frame(last.ts, None, 0, last) + agg.flush(end)
+    records, crossings = run_analytics(truth, Path(tempfile.mkdtemp()))
 
     true_speed = {(vid, line): v for vid, line, _, _, v in truth.crossings}
     err = [abs(e.speed_kmh - true_speed[(e.track_id, e.line_id)]) / true_speed[(e.track_id, e.line_id)]

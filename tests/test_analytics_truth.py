@@ -57,10 +57,9 @@ def config_yaml(truth: Truth, tmp: Path) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Truth, list[IntervalRecord], list]:
-    truth = simulate(duration_s=600.0, seed=3)
-    tmp = tmp_path_factory.mktemp("truth")
+def run_analytics(truth: Truth, tmp: Path) -> tuple[list[IntervalRecord], list]:
+    """The camera's analytics and aggregators over the simulated tracks: interval records and crossings
+    (also used by scripts/analytics_accuracy.py)."""
     cfg = parse_config(config_yaml(truth, tmp), tmp / "site.yaml")
     cam = cfg.cameras[0]
     analytics = CameraAnalytics(cam, cfg, NAMES)
@@ -80,6 +79,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Truth, list[IntervalR
     for agg in aggs:
         records += agg.add_frame(last.ts, None, 0, last)
         records += agg.flush(end)
+    return records, crossings
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Truth, list[IntervalRecord], list]:
+    truth = simulate(duration_s=600.0, seed=3)
+    records, crossings = run_analytics(truth, tmp_path_factory.mktemp("truth"))
     return truth, records, crossings
 
 
