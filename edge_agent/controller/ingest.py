@@ -71,9 +71,11 @@ class SchemaValidator:
     Formats are not asserted (``format`` is an annotation here, as with jsonschema's
     default of no format checker; the interval times are parsed anyway). The
     retriever refuses every remote reference, so compiling
-    never touches the network. About 6x faster per statistics message than the
-    compiled-Python fastjsonschema it replaced (2.5 vs 15 us), which is a tenth
-    of the controller's CPU per message.
+    never touches the network. One statistics message of ``scripts/bench_controller.py``
+    validates in 1.6 us, against 301 us with jsonschema and 15 us with the compiled-Python
+    fastjsonschema this replaced (measured on 2026-11-29; the first two with
+    ``python -m timeit`` on ``_validator("interval-stats.v1").check(doc)`` and on
+    ``jsonschema.validators.validator_for(schema)(schema).validate(doc)``).
     """
 
     def __init__(self, schema: dict[str, Any]):
