@@ -99,7 +99,7 @@ def test_postgres_schema_migration_ingest_dedupe_and_decisions(postgres_url: str
         assert c.ingestor.flush()
         counts = c.ingestor.snapshot()
         assert counts["stored"] == 9 and counts["duplicate"] == 9 and counts["invalid.schema"] == 1
-        assert c.store.count("stats") == 9 and c.store.count("line_flows") == 18
+        assert c.store.count("stats") == 9 and c.store.count("line_counts") == 9
         c.decider.run_round()
         plan = c.store.latest_decisions("plan")["main-x"]
         assert plan["flows_used"]["veh_h"] == {"north": 300.0, "south": 240.0, "east": 180.0}

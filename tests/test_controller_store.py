@@ -50,11 +50,55 @@ def test_schema_is_created_once_in_wal_mode_and_migrations_are_idempotent(tmp_pa
     raw = sqlite3.connect(db)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"meta", "stats", "line_flows", "nodes", "events", "decisions", "alerts", "choices", "meter"} <= tables
+    assert {"meta", "stats", "line_counts", "nodes", "events", "decisions", "alerts", "choices", "meter"} <= tables
     raw.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     raw.commit()
     with pytest.raises(RuntimeError, match="schema version 99, newer than this controller's"):
         SQLiteStore(db).migrate()
+
+
+def test_version_1_database_with_data_migrates_to_line_counts(tmp_path: Path) -> None:
+    """A database written by schema 1 (four line_flows rows per message) keeps every count after the upgrade."""
+    from edge_agent.controller.store import MIGRATIONS
+
+    db = tmp_path / "v1.db"
+    raw = sqlite3.connect(db)
+    raw.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for stmt in MIGRATIONS[0]:
+        raw.execute(stmt.format(pk="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL"))
+    raw.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    old = []  # (stats_id, camera, line, direction, start, end, observed, vehicles, total, received)
+    for sid in (1, 2, 3):
+        for line in ("stop", "exit"):
+            for d, veh in (("in", 10 * sid + len(line)), ("out", sid)):
+                old.append((sid, f"cam-{sid % 2}", line, d, 60.0 * sid, 60.0 * sid + 60, 58.0, veh, veh + 1,
+                            1000.0 + sid))
+    raw.executemany("INSERT INTO line_flows VALUES (?,?,?,?,?,?,?,?,?,?)", old)
+    raw.commit()
+    raw.close()
+
+    store = open_store(db)
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    tables = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "line_counts" in tables and "line_flows" not in tables
+    assert store.count("line_counts") == 6
+    got = sorted((s.stats_id, s.camera_id, s.line_id, s.direction, s.start_ts, s.end_ts, s.observed_s, s.vehicles,
+                  s.received_at) for s in store.new_line_samples(0))
+    assert got == sorted((sid, cam, line, d, st, en, obs, veh, rec)
+                         for sid, cam, line, d, st, en, obs, veh, _tot, rec in old)
+    totals = store.query("SELECT SUM(in_total), SUM(out_total) FROM line_counts")[0]
+    assert totals == (sum(r[8] for r in old if r[3] == "in"), sum(r[8] for r in old if r[3] == "out"))
+    # newest intervals first per line, both directions, only those received since the cut
+    recent = store.line_samples(1000.5, per_line=1)  # cam-1 sent messages 1 and 3, cam-0 message 2
+    assert sorted((s.camera_id, s.line_id, s.direction, s.stats_id) for s in recent) == sorted(
+        (cam, line, d, sid) for cam, sid in (("cam-0", 2), ("cam-1", 3)) for line in ("exit", "stop")
+        for d in ("in", "out"))
+    assert {s.stats_id for s in store.line_samples(1002.5, per_line=5)} == {3}
+    # a limit never splits a message: the rows of message 2 come whole on the next call
+    first = store.new_line_samples(0, limit=3)
+    assert {s.stats_id for s in first} == {1} and len(first) == 4
+    assert {s.stats_id for s in store.new_line_samples(1, limit=3)} == {2}
+    store.close()
 
 
 def test_writers_on_one_sqlite_file_take_turns_on_a_lock_file(tmp_path: Path) -> None:
@@ -141,8 +185,9 @@ def test_valid_stats_are_stored_once_bad_ones_counted_never_raised(ctrl: Control
         "invalid.json": 2, "invalid.not_object": 1, "invalid.schema": 1, "invalid.schema_version": 1,
         "invalid.topic_mismatch": 1, "invalid.status": 1, "invalid.unknown_topic": 1}
     assert ctrl.store.count("stats") == 1
-    rows = ctrl.store.query("SELECT line_id, direction, vehicles, total FROM line_flows ORDER BY line_id, direction")
-    assert rows == [("exit", "in", 0, 0), ("exit", "out", 3, 3), ("stop", "in", 7, 7), ("stop", "out", 2, 2)]
+    rows = ctrl.store.query("SELECT line_id, in_vehicles, in_total, out_vehicles, out_total FROM line_counts "
+                            "ORDER BY line_id")
+    assert rows == [("exit", 0, 0, 3, 3), ("stop", 7, 7, 2, 2)]
     # the partial flag is part of the identity: a partial record of the same interval is another record
     _, partial = stats_bytes("cam-n", T0, {"stop": (1, 0)}, observed_s=20)
     ctrl.ingestor.handle(topic, partial)

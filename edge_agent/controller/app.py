@@ -52,6 +52,7 @@ class Controller:
             self.decider = Decider(cfg, self.store, self, forecaster, clock=clock)
         d = self.decider
         self.ingestor = Ingestor(self.store, cfg.mqtt.topic_prefix, cfg.store.batch_max,
+                                 linger_s=cfg.store.linger_ms / 1000,
                                  on_presence=d.presence if d and d.actuators else None,
                                  on_choice=d.choice if d else None,
                                  on_meter=d.meter_reading if d else None)
@@ -139,7 +140,7 @@ class Controller:
         """Per line and direction, [end_ts, veh/h] of each interval in the last ``minutes`` of data."""
         if minutes <= 0:
             raise ValueError(f"minutes must be > 0, got {minutes}")
-        latest = self.store.query("SELECT MAX(end_ts) FROM line_flows")[0][0]
+        latest = self.store.query("SELECT MAX(end_ts) FROM line_counts")[0][0]
         if latest is None:
             return []
         series: dict[tuple[str, str, str], list[list[float]]] = {}

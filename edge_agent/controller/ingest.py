@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 KINDS = ("stats", "status", "events", "presence")
 
 Ack = Callable[[], object]
+LINGER_POLL_S = 0.002  # group commit: the writer commits when a poll this long finds nothing new
 
 
 class Invalid(ValueError):
@@ -137,7 +138,8 @@ def stats_row(doc: dict[str, Any], topic_camera: str, payload: str, received_at:
     message_id = doc.get("message_id")
     key = (f"id:{message_id}" if message_id is not None
            else f"{doc['camera_id']}|{iv['start']}|{iv['end']}|{int(iv['partial'])}")
-    lines = tuple((ln["line_id"], d, ln[d]["vehicles"], ln[d]["total"]) for ln in doc["lines"] for d in ("in", "out"))
+    lines = tuple((ln["line_id"], ln["in"]["vehicles"], ln["in"]["total"], ln["out"]["vehicles"], ln["out"]["total"])
+                  for ln in doc["lines"])
     seq = doc.get("seq")
     return StatsRow(key, None if message_id is None else str(message_id), doc["camera_id"], doc["node_id"],
                     seq if isinstance(seq, int) else None, start, end, bool(iv["partial"]), float(iv["length_s"]),
@@ -151,19 +153,27 @@ class Ingestor:
         store: where rows go (its writer connection lives in the writer thread).
         prefix: topic prefix of the nodes.
         batch_max: most statistics per transaction.
+        linger_s: group commit. While statistics keep coming, the writer waits up to this
+            long for more before it commits, and commits as soon as a poll
+            (every :data:`LINGER_POLL_S`) finds nothing new (a burst is over, or the broker
+            holds the rest until these are acknowledged) or ``batch_max`` are queued.
+            A transaction has a fixed cost of about 15 messages' rows (SQLite, WAL), so
+            under load a writer that commits whatever is queued makes many small, costly
+            batches; 0 does that.
         on_presence: called with (camera_id, document) for each valid presence message
             (the signal planner's fast path).
         on_choice / on_meter: called with (subject, document) for those topics.
 
     """
 
-    def __init__(self, store: Store, prefix: str, batch_max: int = 500,
+    def __init__(self, store: Store, prefix: str, batch_max: int = 500, linger_s: float = 0.05,
                  on_presence: Callable[[str, dict[str, Any]], None] | None = None,
                  on_choice: Callable[[str, dict[str, Any], float], None] | None = None,
                  on_meter: Callable[[str, dict[str, Any], float], None] | None = None):
         self.store = store
         self.prefix = prefix
         self.batch_max = batch_max
+        self.linger_s = linger_s
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()
         # (row or None, ack or None) in the order of receipt; None alone stops the writer
@@ -294,6 +304,7 @@ class Ingestor:
             if first is None:
                 self._queue.task_done()
                 return
+            self._linger()
             items = [first]
             stop = False
             rows = 1 if first[0] is not None else 0
@@ -319,6 +330,17 @@ class Ingestor:
                 self._queue.task_done()
             if stop:
                 return
+
+    def _linger(self) -> None:
+        """Wait while more statistics keep arriving, up to ``linger_s`` and ``batch_max`` (group commit)."""
+        deadline = time.monotonic() + self.linger_s
+        queued = self._queue.qsize()
+        while queued + 1 < self.batch_max and time.monotonic() + LINGER_POLL_S <= deadline:
+            time.sleep(LINGER_POLL_S)
+            now = self._queue.qsize()
+            if now == queued:
+                return
+            queued = now
 
     def _write(self, batch: list[StatsRow]) -> bool:
         """Store a batch (retrying); False when it could not be stored."""
