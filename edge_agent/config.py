@@ -451,6 +451,11 @@ class TrackerSection(Section):
                                     "least this fraction of its predicted box is inside the image (0: always)")
     birth_max_iou: float = Field(0.6, ge=0, le=1, description="a detection overlapping a tracked one by more IoU "
                                  "than this starts no track (a duplicate box or a second class on one object)")
+    class_margin: float = Field(0.25, ge=0, le=1, description="IoU a track must overlap a detection by beyond a "
+                                "competing track of the detection's class to take it (0: class is ignored)")
+    class_share: float = Field(0.7, ge=0.5, le=1, description="share of a track's recent class votes its class "
+                               "needs to count in that tie-break")
+    class_memory_s: float = Field(1.0, gt=0, le=60, description="time constant of the fading of those votes")
 
 
 def default_state_dir() -> Path:

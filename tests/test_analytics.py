@@ -212,6 +212,26 @@ def test_several_interval_lengths_and_late_corrections() -> None:
     assert rec.revision == 0 and rec.lines[0].counts[Direction.OUT] == {"bus": 1}
 
 
+def test_a_track_that_enters_again_after_its_movement_makes_a_new_trip() -> None:
+    """One movement per trip: an id that crosses an origin line after its movement was completed (a vehicle
+    revealed behind one that drove off, a track stitched onto a vehicle that entered where one left) counts
+    again; touches before the completion do not."""
+    from edge_agent.analytics.movements import MovementCounter
+    from edge_agent.config import MovementConfig
+
+    mv = [MovementConfig(id=f"{a}-{b}", **{"from": a}, to=b) for a, b in (("a", "b"), ("b", "a"), ("a", "c"))]
+    counter = MovementCounter(mv, "cam", NAMES)
+    car = tracks({7: (200, 200, 1)})
+
+    def cross(line: str, t: float) -> list[str]:
+        return [m.movement_id for m in counter.update(car, T0 + t, [CrossingEvent("cam", line, 7, "car",
+                                                                                  Direction.IN, T0 + t)], {})]
+
+    assert cross("a", 0.0) == [] and cross("b", 1.0) == ["a-b"]
+    assert cross("c", 2.0) == []  # the trip is over: c is no origin, nothing starts
+    assert cross("b", 3.0) == [] and cross("a", 4.0) == ["b-a"]
+
+
 def test_a_movement_survives_a_frame_without_the_track() -> None:
     from edge_agent.analytics.movements import MovementCounter
     from edge_agent.config import MovementConfig

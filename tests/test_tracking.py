@@ -159,6 +159,52 @@ def test_recently_seen_track_wins_a_contested_detection() -> None:
     assert out.track_id.tolist() == [1] and out.det_index.tolist() == [0]
 
 
+BUS, TRUCK, CAR = 3, 4, 1
+
+
+def two_class_tracker(margin: float = 0.25, bus_s: float = 1.0, turned_truck_s: float = 0.0) -> Tracker:
+    """Track 1 on [100, 100, 200, 200] (a bus for ``bus_s``, then a truck for ``turned_truck_s``),
+    track 2 on [150, 100, 250, 200] (a truck), both still."""
+    trk = Tracker(TrackerConfig(class_margin=margin))
+    frames = round((bus_s + turned_truck_s) * 10)
+    for i in range(frames):
+        kind = BUS if i < round(bus_s * 10) else TRUCK
+        trk.update(Detections.from_arrays([[100, 100, 200, 200], [150, 100, 250, 200]], [0.9, 0.9],
+                                          [kind, TRUCK]), i / 10)
+    return trk
+
+
+def test_class_breaks_a_near_tie_between_two_tracks() -> None:
+    """A bus's box that a truck's track overlaps a little more than the bus's own track goes to the bus's
+    track (a truck passing behind a bus: one box over both, labelled bus)."""
+    merged = Detections.from_arrays([[130, 100, 230, 200]], [0.9], [BUS])  # IoU 0.54 with track 1, 0.67 with 2
+    out = two_class_tracker().update(merged, 1.0)
+    assert out.track_id[out.det_index == 0].tolist() == [1]
+    out = two_class_tracker(margin=0).update(merged, 1.0)  # by IoU alone
+    assert out.track_id[out.det_index == 0].tolist() == [2]
+    # a clear winner by IoU keeps it: the margin breaks near ties only
+    out = two_class_tracker().update(Detections.from_arrays([[145, 100, 245, 200]], [0.9], [BUS]), 1.0)
+    assert out.track_id[out.det_index == 0].tolist() == [2]
+
+
+def test_an_uncontested_detection_of_another_class_continues_the_track() -> None:
+    trk = Tracker()
+    for i in range(10):
+        trk.update(Detections.from_arrays([[150, 100, 250, 200]], [0.9], [TRUCK]), i / 10)
+    out = trk.update(Detections.from_arrays([[150, 120, 250, 200]], [0.9], [CAR]), 1.0)  # half a truck, a "car"
+    assert out.track_id.tolist() == [1] and out.det_index.tolist() == [0]
+
+
+def test_class_tie_break_uses_the_recent_class() -> None:
+    """A track on a bus for 10 s, then on a truck for 3 s (the bus drove off in front of a truck) competes as a
+    truck: it is not handicapped against the other truck's track for a truck's box it overlaps more."""
+    box = Detections.from_arrays([[120, 100, 220, 200]], [0.9], [TRUCK])  # IoU 0.67 with track 1, 0.54 with 2
+    trk = two_class_tracker(bus_s=10.0, turned_truck_s=3.0)
+    assert trk.votes[0].argmax() == BUS  # the reported class is still the majority of the track's life
+    out = trk.update(box, 13.0)
+    assert out.track_id[out.det_index == 0].tolist() == [1]
+
+
 def test_dies_after_max_age_and_ids_are_never_reused() -> None:
     trk = Tracker(TrackerConfig(max_age_s=0.5, min_hits=1))
     trk.update(dets([walker(0)]), 0.0)
@@ -221,6 +267,8 @@ def test_config_validation_names_the_argument() -> None:
         TrackerConfig(low_threshold=0.7, high_threshold=0.5)
     with pytest.raises(ValueError, match="coast_min_inside"):
         TrackerConfig(coast_min_inside=1.5)
+    with pytest.raises(ValueError, match="class_share"):
+        TrackerConfig(class_share=0.3)
 
 
 def test_memory_is_bounded_under_churn() -> None:

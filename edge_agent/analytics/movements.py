@@ -4,9 +4,16 @@ A movement is a named origin -> destination pair of the camera's lines and
 zones (``movements: [{id: north_left, from: n_entry, to: e_exit}]``). A track
 *touches* a line when it crosses it (either direction) and a zone when it is
 seen inside it. It completes a movement when it touches the destination after
-(or in the same frame as) the origin; each track completes at most one
-movement, the first, so a vehicle is in exactly one cell of the turning-movement
-matrix. A track's touches are kept for ``forget_s`` after the tracker last
+(or in the same frame as) the origin; a track completes at most one movement,
+the first, per trip through the junction, so a vehicle is in exactly one cell of
+the turning-movement matrix. A track that crosses an origin line *after* it
+completed its movement starts a new trip from that crossing: a vehicle that has
+left the junction seldom drives back in (and then it is a second trip); far more
+often the id now belongs to another vehicle, one revealed behind a vehicle that
+drove off (the tracker's boxes slide from one onto the other) or one the stitcher
+(``stitching.py``) took for a vehicle that had just left the view. Its crossings
+are counted either way, and without the new trip its movement would be lost.
+A track's touches are kept for ``forget_s`` after the tracker last
 reported it, so a frame or two without a report does not lose its origin.
 """
 
@@ -29,8 +36,9 @@ class MovementCounter:
         self.forget_s = forget_s
         self._touched: dict[int, dict[str, float]] = {}  # track -> element -> first touch time
         self._reported: dict[int, float] = {}            # track -> when the tracker last reported it
-        self._done: set[int] = set()
-        self._relevant = {m.from_ for m in movements} | {m.to for m in movements}
+        self._done: dict[int, float] = {}                # track -> when it completed its movement
+        self._origins = {m.from_ for m in movements}
+        self._relevant = self._origins | {m.to for m in movements}
 
     def __len__(self) -> int:
         return len(self._touched)
@@ -44,13 +52,17 @@ class MovementCounter:
         for tid in [t for t, seen in self._reported.items() if ts - seen > self.forget_s]:
             del self._reported[tid]
             self._touched.pop(tid, None)
-            self._done.discard(tid)
+            self._done.pop(tid, None)
         if not self.movements:
             return []
         new: dict[int, dict[str, float]] = {}  # track -> element touched this frame -> when
         for c in crossings:
             if c.line_id in self._relevant:
                 new.setdefault(c.track_id, {})[c.line_id] = c.ts  # the interpolated crossing time
+                done = self._done.get(c.track_id)
+                if done is not None and c.line_id in self._origins and c.ts > done:  # a new trip
+                    del self._done[c.track_id]
+                    self._touched.pop(c.track_id, None)
         for zid, tids in zone_inside.items():
             if zid in self._relevant:
                 for tid in tids:
@@ -70,6 +82,6 @@ class MovementCounter:
                     k = int(cls.get(tid, -1))
                     name = self.names[k] if 0 <= k < len(self.names) else f"class{k}"
                     out.append(MovementEvent(self.camera_id, m.id, tid, name, touched[m.to]))
-                    self._done.add(tid)
+                    self._done[tid] = touched[m.to]
                     break
         return out

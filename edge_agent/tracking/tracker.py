@@ -29,6 +29,27 @@ Association score
     from taking over the detection of a neighbour that its stale prediction
     happens to overlap, yet still lets it pick up an uncontested detection.
 
+Class as a tie-break (step 2 only; with a single class nothing changes)
+    When confirmed tracks compete for a high-score detection and one of them
+    has the detection's class, a track of another class loses
+    ``class_margin`` of its score for it: it wins the detection only by
+    overlapping it by that much more IoU. A track's class here is the class of
+    its recent detections (votes fading with ``class_memory_s``) and counts
+    only when at least ``class_share`` of them agree. An uncontested detection
+    is matched as before, whatever its class, so a track keeps following an
+    object that the detector calls by another name for a few frames.
+    Why: when a truck passes behind a bus, the detector gives for a few frames
+    one box over both, labelled bus. The truck's track, whose predicted box fits
+    it better, took it, its velocity turned towards the bus, and when the two
+    were seen apart again it took the bus's detection and left the bus's track
+    with the truck: an id swap, four line crossings of a synthetic clip counted
+    with the wrong class. A car passing in front of a slow truck did the same.
+    A penalty on every class mismatch, contested or not, makes a track lose its
+    object at the first misclassified box (half a truck seen as a car); the
+    class of the track's whole life would keep a bus's class on the truck that
+    its track moves onto when the bus drives off in front of it, and then hand
+    that truck to the next truck that passes.
+
 What is reported
     Every confirmed track matched in this frame, with the row of its
     detection in ``det_index``, and every confirmed track unmatched for at
@@ -113,6 +134,13 @@ class TrackerConfig:
             (applies when ``update`` gets ``frame_size``; 0 disables it).
         birth_max_iou: a detection that overlaps a detection matched to a
             track by more IoU than this does not start a track (1 disables it).
+        class_margin: score taken off a track for a high-score detection of
+            another class that a track of the detection's class also overlaps
+            (0 disables the class tie-break).
+        class_share: share of a track's recent class votes that its top class
+            needs for the track's class to count in the tie-break.
+        class_memory_s: time constant in seconds of the fading of recent class
+            votes.
         kalman: motion and noise model.
     """
 
@@ -127,6 +155,9 @@ class TrackerConfig:
     miss_penalty: float = 0.25
     coast_min_inside: float = 0.75
     birth_max_iou: float = 0.6
+    class_margin: float = 0.25
+    class_share: float = 0.7
+    class_memory_s: float = 1.0
     kalman: KalmanBoxModel = field(default_factory=KalmanBoxModel)
 
     def __post_init__(self) -> None:
@@ -151,6 +182,12 @@ class TrackerConfig:
             raise ValueError(f"miss_penalty must be >= 0, got {self.miss_penalty}")
         if not 0.0 <= self.coast_min_inside <= 1.0:
             raise ValueError(f"coast_min_inside must be in [0, 1], got {self.coast_min_inside}")
+        if not 0.0 <= self.class_margin <= 1.0:
+            raise ValueError(f"class_margin must be in [0, 1], got {self.class_margin}")
+        if not 0.5 <= self.class_share <= 1.0:
+            raise ValueError(f"class_share must be in [0.5, 1], got {self.class_share}")
+        if self.class_memory_s <= 0:
+            raise ValueError(f"class_memory_s must be > 0, got {self.class_memory_s}")
 
 
 def iou_matrix(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> Array:
@@ -217,6 +254,7 @@ class Tracker:
         self.misses = np.zeros(0, np.int64)        # consecutive unmatched frames
         self.last_match_ts = np.zeros(0)
         self.votes = np.zeros((0, 1))              # (n, classes) confidence summed per class
+        self.recent = np.zeros((0, 1))             # the same, fading with time constant class_memory_s
         self._frame_size: tuple[float, float] | None = None  # (width, height) of this update's image
 
     def __len__(self) -> int:
@@ -263,6 +301,8 @@ class Tracker:
                 if dt != self._dt:
                     self._dt, self._transition = dt, self.kf.transition(dt)
                 self._m, self._c = predict_planar(self._m, self._c, self._transition)  # type: ignore[arg-type]
+                if self.recent.shape[1] > 1:
+                    self.recent *= np.exp(-dt / cfg.class_memory_s)
         self._ts = ts
         self._frame_size = frame_size
 
@@ -291,7 +331,10 @@ class Tracker:
                 score /= (1.0 + cfg.miss_penalty * self.misses)[:, None]
 
             # stage 1: confirmed tracks <-> high-score detections
-            r, c = match(np.where(ok if all_confirmed else ok & confirmed[:, None], score, 0.0))
+            s1 = np.where(ok if all_confirmed else ok & confirmed[:, None], score, 0.0)
+            if cfg.class_margin > 0 and self.recent.shape[1] > 1:
+                s1 = self._class_tiebreak(s1, detections.class_id)
+            r, c = match(s1)
             if len(r):
                 det_of_track[r] = c
                 free[c] = False
@@ -397,6 +440,25 @@ class Tracker:
             velocity=vel[:, :2].astype(np.float32),
         )
 
+    def _class_tiebreak(self, score: Array, det_class: IntArray) -> Array:
+        """Scores of step 2 (confirmed tracks <-> high-score detections) less ``class_margin`` where a
+        track of another class competes for a detection with a track of its class (module docstring)."""
+        recent = self.recent
+        cls = recent.argmax(axis=1)
+        sure = recent.max(axis=1) >= self.cfg.class_share * recent.sum(axis=1)
+        sure &= self.track_id > 0
+        sure &= recent.max(axis=1) > 0
+        cand = score > 0
+        cand &= sure[:, None]
+        same = cls[:, None] == det_class[None, :]
+        backed = (cand & same).any(axis=0)  # detections a track of their own class could take
+        other = cand & ~same
+        other &= backed
+        if not np.count_nonzero(other):
+            return score
+        # kept above 0: a track that no one else wants in the end still gets the detection
+        return np.where(other, np.maximum(score - self.cfg.class_margin, 1e-3), score)
+
     def _inside_fraction(self) -> Array:
         """(n,) fraction of each track's predicted box area inside the frame (0 for an empty box)."""
         w, h = self._frame_size  # type: ignore[misc]
@@ -420,17 +482,21 @@ class Tracker:
             votes[:, 0] += track_conf
             return
         cls = class_id.take(det_of_track, mode="wrap")  # unmatched rows (-1) add 0 to some class
-        top = int(cls.max())
-        if top >= votes.shape[1]:
-            grown = np.zeros((len(votes), top + 1))
-            grown[:, :votes.shape[1]] = votes
-            self.votes = votes = grown
-        votes[np.arange(len(votes)), cls] += track_conf
+        self._grow_classes(int(cls.max()) + 1)
+        rows = np.arange(len(cls))
+        self.votes[rows, cls] += track_conf
+        self.recent[rows, cls] += track_conf
+
+    def _grow_classes(self, k: int) -> None:
+        """Widen the vote arrays to at least ``k`` classes."""
+        if k > self.votes.shape[1]:
+            self.votes, self.recent = (np.pad(v, ((0, 0), (0, k - v.shape[1]))) for v in (self.votes, self.recent))
 
     def _select(self, keep: IntArray) -> None:
         self._m, self._c = self._m.take(keep, axis=1), self._c.take(keep, axis=1)
         self.track_id, self.hits, self.misses = self.track_id.take(keep), self.hits.take(keep), self.misses.take(keep)
         self.last_match_ts, self.votes = self.last_match_ts.take(keep), self.votes.take(keep, axis=0)
+        self.recent = self.recent.take(keep, axis=0)
 
     def _birth(self, detections: Detections, idx: IntArray, ts: float, confirm: bool) -> None:
         """Append tracks for detections ``idx`` (one concatenate per array, however many are born)."""
@@ -445,10 +511,8 @@ class Tracker:
         self.misses = np.concatenate((self.misses, np.zeros(k, np.int64)))
         self.last_match_ts = np.concatenate((self.last_match_ts, np.full(k, ts)))
         cls = detections.class_id.take(idx)
-        votes = np.zeros((k, max(self.votes.shape[1], int(cls.max()) + 1)))
+        self._grow_classes(int(cls.max()) + 1)
+        votes = np.zeros((k, self.votes.shape[1]))
         votes[np.arange(k), cls] = detections.confidence.take(idx)
-        if votes.shape[1] > self.votes.shape[1]:
-            grown = np.zeros((len(self.votes), votes.shape[1]))
-            grown[:, :self.votes.shape[1]] = self.votes
-            self.votes = grown
         self.votes = np.concatenate((self.votes, votes))
+        self.recent = np.concatenate((self.recent, votes))
