@@ -271,6 +271,7 @@ def test_counts_movements_and_speeds_from_pixels_match_truth(tmp_path: Path) -> 
         assert near, f"no speed measured for track {c.track_id} at {c.line_id} {c.direction} t={c.ts:.1f}"
         errors.append(abs(min(near)[1] - true_kmh) / max(true_kmh, 1.0))
     assert len(errors) >= 10
+    print(f"speed error: mean {np.mean(errors):.2%}, worst {max(errors):.2%} over {len(errors)} crossings")
     assert float(np.mean(errors)) <= 0.05, f"mean absolute speed error {np.mean(errors):.1%}"
 
 
@@ -279,8 +280,8 @@ def test_turning_movements_over_several_clips_within_two_percent(tmp_path: Path)
     """Five fresh clips (30 s each; 2024 is also the clip above): line counts and turning movements summed.
 
     These are the clips the tracker and counters were debugged on. On clips they were not
-    (``scripts/synth_accuracy.py``, seeds 11-15 and 21-25) the same model counts 2 of 210 line
-    crossings and 6 of 97 movements wrong: within 2 % for lines, not for movements."""
+    (``scripts/synth_accuracy.py``, seeds 11-15 and 21-25) the same model counts 3 of 210 line
+    crossings (1.4 %) and 3 of 97 movements (3.1 %) wrong."""
     if not DEFAULT_MODEL.is_file():
         pytest.skip(f"{DEFAULT_MODEL} not built yet (scripts/train_default_model.py)")
     det = Detector(DEFAULT_MODEL, confidence=0.1, device="cpu")
@@ -294,7 +295,8 @@ def test_turning_movements_over_several_clips_within_two_percent(tmp_path: Path)
         moves += sum(want_moves.values())
         line_err += sum(((want - got) + (got - want)).values())
         move_err += sum(((want_moves - got_moves) + (got_moves - want_moves)).values())
-    # measured: 0 of 124 line crossings and 1 of 58 movements wrong (an id switch of a motorcycle, seed 7)
+    # measured: 1 of 124 line crossings and 1 of 58 movements wrong (seed 99: a truck's box takes in the bus
+    # it passes behind and is pulled across a line)
     assert lines >= 100 and moves >= 50
     assert line_err <= 0.02 * lines, f"{line_err} of {lines} line crossings wrong"
     assert move_err <= 0.02 * moves, f"{move_err} of {moves} movements wrong"
