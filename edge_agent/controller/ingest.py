@@ -31,6 +31,7 @@ commit fails are not acknowledged either.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -176,8 +177,14 @@ class Ingestor:
         self.linger_s = linger_s
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()
-        # (row or None, ack or None) in the order of receipt; None alone stops the writer
-        self._queue: queue.Queue[tuple[StatsRow | None, Ack | None] | None] = queue.Queue()
+        self._received = 0  # only handle() adds to it (the MQTT thread): no lock per message
+        # (row or None, ack or None) in the order of receipt; None alone stops the writer. A
+        # SimpleQueue (put 0.04 us against 0.6 for queue.Queue), with its own count of what is queued
+        # and what the writer has finished, for flush(): next() on a count is atomic in CPython.
+        self._queue: queue.SimpleQueue[tuple[StatsRow | None, Ack | None] | None] = queue.SimpleQueue()
+        self._queued = itertools.count(1)
+        self._last_queued = 0
+        self._finished = 0  # only the writer thread adds to it
         self._recent: OrderedDict[str, None] = OrderedDict()  # in-memory dedupe of redeliveries
         self._recent_max = 100_000
         self._last_log: dict[str, float] = {}
@@ -202,7 +209,7 @@ class Ingestor:
         before this message and this message itself are stored (or refused).
         """
         t = time.time() if received_at is None else received_at
-        self._count("received")
+        self._received += 1
         row = None
         try:
             rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else None
@@ -223,7 +230,11 @@ class Ingestor:
             self._refuse("error", topic, f"{type(exc).__name__}: {exc}")
             log.debug("handler error", exc_info=True)
         if row is not None or ack is not None:
-            self._queue.put((row, ack))
+            self._put((row, ack))
+
+    def _put(self, item: tuple[StatsRow | None, Ack | None] | None) -> None:
+        self._last_queued = next(self._queued)
+        self._queue.put(item)
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -302,7 +313,7 @@ class Ingestor:
         while True:
             first = self._queue.get()
             if first is None:
-                self._queue.task_done()
+                self._finished += 1
                 return
             self._linger()
             items = [first]
@@ -326,8 +337,7 @@ class Ingestor:
                         ack()
                     except Exception as exc:  # noqa: BLE001 - the broker redelivers what is not acknowledged
                         log.warning("acknowledging a message failed: %s", exc)
-            for _ in range(len(items) + stop):
-                self._queue.task_done()
+            self._finished += len(items) + stop
             if stop:
                 return
 
@@ -371,14 +381,16 @@ class Ingestor:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued statistic is written."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self._finished < self._last_queued and time.monotonic() < deadline:
             time.sleep(0.005)
-        return not self._queue.unfinished_tasks
+        return self._finished >= self._last_queued
 
     def close(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
+        self._put(None)
         self._writer.join(timeout)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return dict(self.counters)
+            out = dict(self.counters)
+        out["received"] = self._received
+        return out

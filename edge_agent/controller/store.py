@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 try:
     import fcntl
@@ -93,9 +93,12 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-@dataclass(frozen=True, slots=True)
-class StatsRow:
-    """One validated statistics message, ready to store."""
+class StatsRow(NamedTuple):
+    """One validated statistics message, ready to store.
+
+    A NamedTuple, not a frozen dataclass: one is made per message in the MQTT thread, and a
+    frozen dataclass's ``__init__`` took 1.3 us against 0.26 us.
+    """
 
     dedupe_key: str
     message_id: str | None
