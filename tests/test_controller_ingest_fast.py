@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 import json
 import urllib.request
 from pathlib import Path
@@ -139,3 +140,44 @@ def test_batched_sequence_gaps_equal_one_call_per_message(tmp_path: Path) -> Non
     assert got == [x for x in single if x[2]]
     assert one.query("SELECT camera_id, last_seq, seq_gaps FROM nodes ORDER BY camera_id") == \
         batch.query("SELECT camera_id, last_seq, seq_gaps FROM nodes ORDER BY camera_id")
+
+
+class _CountingStore(SQLiteStore):
+    """A real SQLite store that remembers the size of every statistics transaction."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    def write_stats(self, rows: Any) -> tuple[list[StatsRow], list[StatsRow]]:
+        rows = list(rows)
+        self.batches.append(len(rows))
+        return super().write_stats(rows)
+
+
+def test_group_commit_gathers_a_burst_and_does_not_wait_once_it_is_over(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    store = _CountingStore(tmp_path / "c.db")
+    store.migrate()
+    burst = [stats_bytes(f"cam-{k % 20}", T0 + timedelta(minutes=k // 20), {"stop": (k % 7, 1)}) for k in range(600)]
+    ing = ingest.Ingestor(store, "city", batch_max=300, linger_s=1.0)
+    try:
+        for topic, payload in burst:  # as from the network: one every half millisecond or so
+            ing.handle(topic, payload)
+            time.sleep(0.0005)
+        assert ing.flush(30)
+        assert sum(store.batches) == 600 and store.count("stats") == 600
+        # committed as they come (linger_s=0), these take a hundred or more small transactions here;
+        # lingering while messages keep arriving gathers them into batch_max-sized ones
+        assert len(store.batches) <= 6, store.batches
+        # one message with nothing behind it (or a broker holding the rest until these are
+        # acknowledged): committed after one empty poll, not after the whole linger time
+        topic, payload = stats_bytes("cam-x", T0, {"stop": (1, 1)})
+        t0 = time.monotonic()
+        ing.handle(topic, payload)
+        assert ing.flush(5)
+        assert time.monotonic() - t0 < 0.5
+    finally:
+        ing.close()
+        store.close()
