@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,26 +186,42 @@ class CameraPipeline:
             self.metrics.dropped.labels(self.cam.id).inc()
 
     def _consume(self, feed: Prefetcher) -> None:
-        """Infer and process the feed's frames in order, one frame ahead.
+        """Infer and process the feed's frames in order, one frame ahead (``streams`` frames ahead).
 
         As soon as frame n's output is back, frame n+1 (if it is already prepared) goes to
         inference, and frame n is post-processed, tracked and counted while n+1 is inferred, so the
         detector does not sit idle during the work downstream of it. A live camera whose next
-        frame has not arrived yet gets frame n's results at once rather than after it.
+        frame has not arrived yet gets frame n's results at once rather than after it. With
+        several inference streams (``performance.streams``) the camera keeps that many frames
+        handed over while it waits for the oldest, and takes their outputs in order.
         """
-        item = feed.take()
-        ticket = self._start(item)
-        while item is not None:
+        depth = self.scheduler.streams if self.scheduler is not None else 1
+        first = feed.take()
+        if first is None:
+            return
+        flight: deque[tuple[Prepared, Ticket | None]] = deque([(first, self._start(first))])
+        while flight:
+            item, ticket = flight[0]
             if ticket is not None:
+                self._hand_over(feed, flight, depth)  # more streams: more of this camera's frames in flight
                 ticket.done.wait()
-            ahead = feed.take(wait=False) if ticket is not None else None
-            ahead_ticket = self._start(ahead)
+                self._hand_over(feed, flight, depth + 1)  # the oldest is done: its successor goes in now
+            flight.popleft()
             self._finish(item, ticket)
             self._tick(time.monotonic())
-            if ahead is None:
-                ahead = feed.take()
-                ahead_ticket = self._start(ahead)
-            item, ticket = ahead, ahead_ticket
+            if not flight:
+                nxt = feed.take()
+                if nxt is None:
+                    return
+                flight.append((nxt, self._start(nxt)))
+
+    def _hand_over(self, feed: Prefetcher, flight: deque[tuple[Prepared, Ticket | None]], upto: int) -> None:
+        """Start frames that are already prepared until ``upto`` are in flight (never waits for one)."""
+        while len(flight) < upto:
+            more = feed.take(wait=False)
+            if more is None:
+                return
+            flight.append((more, self._start(more)))
 
     def _feed(self, source: VideoSource) -> Prefetcher:
         """The source's frames, read and letterboxed ahead of inference (``performance.prefetch``)."""

@@ -59,6 +59,7 @@ class ThreadBudget:
         spinning: whether ONNX Runtime threads busy-wait between operators.
         opencv: ``cv2.setNumThreads`` value.
         prepare: frames decoded into tensors (letterboxed) at once over all cameras.
+        streams: ONNX Runtime sessions running frames side by side (``intra_op`` threads each).
     """
 
     cores: int
@@ -67,6 +68,7 @@ class ThreadBudget:
     spinning: bool
     opencv: int
     prepare: int
+    streams: int = 1
 
     @classmethod
     def resolve(cls, model: ModelConfig, perf: PerformanceConfig, cores: int | None = None) -> ThreadBudget:
@@ -74,11 +76,12 @@ class ThreadBudget:
         n = cores or usable_cores()
         return cls(
             cores=n,
-            intra_op=model.threads or n,
+            intra_op=model.threads or max(1, n // perf.streams),
             inter_op=perf.inter_op_threads,
             spinning=perf.spinning,
             opencv=perf.opencv_threads if perf.opencv_threads is not None else (1 if n <= 4 else n // 4),
             prepare=perf.prepare_threads or max(1, n // 2),
+            streams=perf.streams,
         )
 
     def apply_opencv(self) -> None:
@@ -88,8 +91,10 @@ class ThreadBudget:
         cv2.setNumThreads(self.opencv)
 
     def describe(self) -> str:
-        return (f"{self.cores} cores: ONNX Runtime {self.intra_op} intra-op / {self.inter_op} inter-op threads"
-                f"{' spinning' if self.spinning else ''}, OpenCV {self.opencv}, {self.prepare} preparing at once")
+        streams = f"{self.streams} streams x " if self.streams > 1 else ""
+        return (f"{self.cores} cores: ONNX Runtime {streams}{self.intra_op} intra-op / {self.inter_op} inter-op "
+                f"threads{' spinning' if self.spinning else ''}, OpenCV {self.opencv}, {self.prepare} preparing "
+                f"at once")
 
 
 # ----------------------------------------------------------------------------- prefetch
@@ -315,29 +320,35 @@ class SchedulerStats:
 
 
 class InferenceScheduler:
-    """One inference thread for all cameras: gathers their frames, batches them, shares fairly by weight.
+    """Inference threads for all cameras: gather their frames, batch them, share fairly by weight.
 
     Args:
-        detector: the shared detector (its session is only run by this scheduler's thread).
+        detector: the shared detector (its sessions are only run by this scheduler's threads).
         max_batch: frames per call at most; reduced to 1 when the model cannot batch (see
             ``Detector.batch_capacity``).
         batch_wait_s: how long a batch waits for cameras that have no frame waiting yet.
         prepare_threads: frames the cameras' prefetchers prepare at once (None: no bound).
+        streams: inference threads, each with its own session of the model; a camera may have
+            this many frames waiting or running at once (see ``performance.streams``).
     """
 
     def __init__(self, detector: Detector, max_batch: int = 1, batch_wait_s: float = 0.05,
-                 prepare_threads: int | None = None):
+                 prepare_threads: int | None = None, streams: int = 1):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if batch_wait_s < 0:
             raise ValueError(f"batch_wait_s must be >= 0, got {batch_wait_s}")
+        if streams < 1:
+            raise ValueError(f"streams must be >= 1, got {streams}")
+        detector.open_streams(streams)
         self.detector = detector
+        self.streams = streams
         self.max_batch = detector.batch_capacity(max_batch)
         self.batch_wait_s = batch_wait_s
         self.prepare_slots = threading.BoundedSemaphore(prepare_threads) if prepare_threads else None
         self.stats = SchedulerStats()
         self._cond = threading.Condition()
-        self._pending: dict[str, Ticket] = {}
+        self._pending: dict[str, deque[Ticket]] = {}  # cameras with frames waiting, oldest first
         self._stride: dict[str, float] = {}   # 1 / weight of each active camera
         self._pass: dict[str, float] = {}     # virtual time each camera has used
         self._vtime = 0.0
@@ -345,15 +356,17 @@ class InferenceScheduler:
         self._back_s: dict[str, float] = {}   # how soon each camera comes back with its next frame (EWMA)
         self._free_since = time.monotonic()   # when the last call ended
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, args=(i,), name=f"inference-{i}", daemon=True)
+                         for i in range(streams)]
+        for t in self._threads:
+            t.start()
 
     @classmethod
     def from_config(cls, detector: Detector, perf: PerformanceConfig, cameras: int,
                     budget: ThreadBudget) -> InferenceScheduler:
         """The scheduler for ``cameras`` cameras as the ``performance`` section asks."""
         wanted = perf.max_batch or min(max(cameras, 1), MAX_DEFAULT_BATCH)
-        return cls(detector, wanted, perf.batch_wait_ms / 1000, budget.prepare)
+        return cls(detector, wanted, perf.batch_wait_ms / 1000, budget.prepare, budget.streams)
 
     # -------------------------------------------------------------- cameras
     def register(self, camera: str, weight: float = 1.0) -> None:
@@ -373,25 +386,28 @@ class InferenceScheduler:
     def submit(self, camera: str, tensor: npt.NDArray[np.floating]) -> Ticket:
         """Hand over one camera's frame and return at once; the ticket's ``wait`` gives the output.
 
-        A camera has at most one frame waiting: it submits its next frame once the previous one's
-        output is back, and then post-processes the previous frame while the next one is inferred.
+        A camera has at most ``streams`` frames waiting: with one stream it submits its next frame
+        once the previous one's output is back, and then post-processes the previous frame while
+        the next one is inferred; with more, it keeps that many frames handed over.
 
         Raises:
-            RuntimeError: the scheduler is closed, or the camera already has a frame waiting.
+            RuntimeError: the scheduler is closed, or the camera already has ``streams`` frames waiting.
         """
         req = Ticket(camera, tensor, time.monotonic())
         with self._cond:
             if self._closed:
                 raise RuntimeError("inference scheduler is closed")
-            if camera in self._pending:
-                raise RuntimeError(f"camera {camera} submitted a frame while its previous one was still waiting")
+            waiting = self._pending.get(camera)
+            if waiting is not None and len(waiting) >= self.streams:
+                raise RuntimeError(f"camera {camera} submitted a frame while {len(waiting)} of its frames were "
+                                   f"still waiting ({self.streams} stream(s))")
             if camera not in self._stride:
                 self._stride[camera] = 1.0
             self._pass[camera] = max(self._pass.get(camera, 0.0), self._vtime)  # no credit for idle time
             if camera in self._served:
                 gap = max(req.arrived - self._served[camera], 0.0)
                 self._back_s[camera] = 0.7 * self._back_s.get(camera, gap) + 0.3 * gap
-            self._pending[camera] = req
+            self._pending.setdefault(camera, deque()).append(req)
             self._cond.notify_all()
         return req
 
@@ -420,7 +436,12 @@ class InferenceScheduler:
 
     def _choose(self) -> list[Ticket]:
         """Waiting requests to run now (their cameras' turn), at most ``max_batch``."""
-        chosen = [self._pending.pop(c) for c in self._order(list(self._pending))[:self.max_batch]]
+        chosen = []
+        for c in self._order(list(self._pending))[:self.max_batch]:  # at most one frame of each camera
+            waiting = self._pending[c]
+            chosen.append(waiting.popleft())
+            if not waiting:
+                del self._pending[c]
         self._vtime = max(self._vtime, min(self._pass[r.camera] for r in chosen))
         for r in chosen:
             self._pass[r.camera] += self._stride.get(r.camera, 1.0)
@@ -443,7 +464,7 @@ class InferenceScheduler:
             if not self._pending:
                 return None
             # frames that arrived while the previous call ran wait from its end, not from their arrival
-            start = max(min(r.arrived for r in self._pending.values()), self._free_since)
+            start = max(min(q[0].arrived for q in self._pending.values()), self._free_since)
             deadline = start + self.batch_wait_s
             while not self._closed and self._missing():
                 left = deadline - time.monotonic()
@@ -452,7 +473,7 @@ class InferenceScheduler:
                 self._cond.wait(left)
             return self._choose()
 
-    def _run(self) -> None:
+    def _run(self, stream: int) -> None:
         while True:
             batch = self._gather()
             if batch is None:
@@ -460,7 +481,7 @@ class InferenceScheduler:
             tensor = batch[0].tensor if len(batch) == 1 else np.concatenate([r.tensor for r in batch])
             t0 = time.perf_counter()
             try:
-                out = self.detector.infer(tensor)
+                out = self.detector.infer(tensor, stream)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting camera
                 for r in batch:
                     r.error = exc
@@ -468,16 +489,16 @@ class InferenceScheduler:
                 continue
             dt = time.perf_counter() - t0
             st = self.stats
-            st.calls += 1
-            st.frames += len(batch)
-            st.busy_s += dt
             now = time.monotonic()
             with self._cond:
+                st.calls += 1
+                st.frames += len(batch)
+                st.busy_s += dt
                 self._free_since = now
                 for r in batch:
                     self._served[r.camera] = now
+                    st.per_camera[r.camera] = st.per_camera.get(r.camera, 0) + 1
             for i, r in enumerate(batch):
-                st.per_camera[r.camera] = st.per_camera.get(r.camera, 0) + 1
                 r.result = Inferred(out[i:i + 1], dt * 1000 / len(batch), len(batch))
                 r.done.set()
 
@@ -486,7 +507,8 @@ class InferenceScheduler:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout=10)
+        for t in self._threads:
+            t.join(timeout=10)
 
 
 # ----------------------------------------------------------------------------- latency

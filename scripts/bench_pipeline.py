@@ -69,7 +69,7 @@ def agent_config(model: str, video: str, cams: int, port: int, spool: Path, opts
         else:
             cam.update(source=video, loop=True, start_time="2024-05-06T08:00:00Z")
         cameras.append(cam)
-    perf = {k: v for k, v in opts.items() if k in ("max_batch", "prefetch", "spinning") and v is not None}
+    perf = {k: v for k, v in opts.items() if k in ("max_batch", "prefetch", "spinning", "streams") and v is not None}
     return AgentConfig.model_validate({
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": "bench", "topic_prefix": "bench"},
         "model": {"path": model, "confidence": 0.1},
@@ -268,20 +268,33 @@ def worker(role: str, model: str, video: str, port: int, cams: int, opts: dict[s
             b = ThreadBudget.resolve(cfg.model, cfg.performance)
             det = Detector(model, device="cpu", threads=b.intra_op, inter_op_threads=b.inter_op, spinning=b.spinning)
             batch = det.batch_capacity(min(cams, cfg.performance.max_batch or 8))
+            streams = b.streams
         else:
-            det, batch = Detector(model, device="cpu"), 1
+            det, batch, streams = Detector(model, device="cpu"), 1, 1
+        det.open_streams(streams)
         singles = [det.preprocess(next_frame())[0] for _ in range(8)]  # letterboxed beforehand
         batches = [np.concatenate([singles[(i + j) % 8] for j in range(batch)]) for i in range(8)]
         k = [0]
         extra["batch"] = batch
 
-        def run(n: int) -> None:
+        def run_stream(n: int, stream: int) -> None:
             done = 0
             while done < n:
-                det.infer(batches[k[0] % len(batches)])
-                k[0] += 1
+                det.infer(batches[(k[0] + done // batch) % len(batches)], stream)
                 done += batch
-        run(batch)  # warm-up
+
+        def run(n: int) -> None:
+            if streams == 1:
+                run_stream(n, 0)
+            else:  # the agent's streams: as many threads, each its own session, frames split between them
+                share = -(-n // streams)
+                threads = [threading.Thread(target=run_stream, args=(share, i)) for i in range(streams)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            k[0] += n // batch
+        run(batch * streams)  # warm-up
     elif role == "agent":
         rig = AgentRig(model, video, cams, port, opts)
         run = rig.run_frames
@@ -374,7 +387,7 @@ def ask(p: subprocess.Popen[str], cmd: str, key: str) -> dict[str, Any]:
 def worker_opts(args: argparse.Namespace) -> dict[str, Any]:
     weights = [float(w) for w in args.weights.split(",")] if args.weights else None
     return {"max_batch": args.max_batch, "prefetch": args.prefetch, "spinning": args.spinning or None,
-            "weights": weights}
+            "streams": args.streams, "weights": weights}
 
 
 def scenario(args: argparse.Namespace, cams: int, port: int) -> dict[str, Any]:
@@ -455,6 +468,7 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, help="performance.max_batch (default: cameras, at most 8)")
     ap.add_argument("--prefetch", type=int, help="performance.prefetch (default 2)")
     ap.add_argument("--spinning", action="store_true", help="performance.spinning: true")
+    ap.add_argument("--streams", type=int, help="performance.streams (default 1): sessions running frames side by side")
     ap.add_argument("--weights", help="comma-separated per-camera weights, e.g. 2,1,1,1")
     ap.add_argument("--ultralytics-python", help="a Python that has ultralytics (optional contender)")
     ap.add_argument("--live-seconds", type=float, default=0, help="also run a live MJPEG camera this long")

@@ -233,12 +233,13 @@ class _KeepMessages:
         pass
 
 
-def _run_camera(clip: Path, coco_model: Path, tmp_path: Path, scheduled: bool,
-                downstream_s: float) -> tuple[list[tuple[float, float]], list[float], list[dict[str, Any]]]:
+def _run_camera(clip: Path, coco_model: Path, tmp_path: Path, scheduled: bool, downstream_s: float,
+                streams: int = 1, spans: list[tuple[float, float]] | None = None,
+                ) -> tuple[list[tuple[float, float]], list[float], list[dict[str, Any]]]:
     """A clip through a real camera pipeline whose downstream work takes ``downstream_s`` more.
 
     Returns the (start, end) of each frame's downstream work, the start of each inference, and
-    the interval records published.
+    the interval records published; ``spans`` (if given) gets each inference's (start, end).
     """
     cfg = parse_config(f"model: {{path: {coco_model}}}\nstatistics: {{interval_s: 1}}\nspool: {{dir: {tmp_path}}}\n"
                        f"cameras: [{{id: cam, source: {clip}, start_time: '2024-05-06T08:00:00Z',\n"
@@ -247,9 +248,13 @@ def _run_camera(clip: Path, coco_model: Path, tmp_path: Path, scheduled: bool,
     starts: list[float] = []
     infer = det.infer
 
-    def timed_infer(tensor: np.ndarray) -> np.ndarray:
-        starts.append(time.monotonic())
-        return infer(tensor)
+    def timed_infer(tensor: np.ndarray, stream: int = 0) -> np.ndarray:
+        t0 = time.monotonic()
+        starts.append(t0)
+        out = infer(tensor, stream)
+        if spans is not None:
+            spans.append((t0, time.monotonic()))
+        return out
 
     det.infer = timed_infer  # type: ignore[method-assign]
     downstream: list[tuple[float, float]] = []
@@ -261,7 +266,7 @@ def _run_camera(clip: Path, coco_model: Path, tmp_path: Path, scheduled: bool,
             time.sleep(downstream_s)
             downstream.append((t0, time.monotonic()))
 
-    sched = InferenceScheduler(det, batch_wait_s=0.0) if scheduled else None
+    sched = InferenceScheduler(det, batch_wait_s=0.0, streams=streams) if scheduled else None
     pub = _KeepMessages()
     try:
         SlowDownstream(cfg.cameras[0], cfg, det, pub, scheduler=sched).run(threading.Event())
@@ -288,6 +293,42 @@ def test_next_frame_is_inferred_while_the_previous_one_is_counted(vtest_video: P
     def same(r: dict[str, Any]) -> dict[str, Any]:  # inference times differ from run to run
         return {k: v for k, v in r.items() if k != "inference_ms_mean"}
     assert [same(r) for r in records] == [same(r) for r in serial]
+
+
+def test_two_streams_infer_two_frames_of_one_camera_at_once_with_the_same_records(
+        vtest_video: Path, coco_model: Path, tmp_path: Path) -> None:
+    """performance.streams: 2: two sessions, a camera keeps two frames handed over; frames are
+    still tracked and counted in order, so the records equal those of one stream."""
+    clip = make_clip(vtest_video, tmp_path / "vtest_40.avi", 40)
+    spans: list[tuple[float, float]] = []
+    downstream, starts, records = _run_camera(clip, coco_model, tmp_path / "a", True, 0.0, streams=2, spans=spans)
+    assert len(downstream) == 40 and len(spans) == 40
+    spans.sort()
+    # an inference started while the one before it was still running (one stream: never)
+    side_by_side = sum(b0 < a1 for (_, a1), (b0, _) in zip(spans, spans[1:]))
+    assert side_by_side >= 20, spans
+    assert all(a[0] <= b[0] for a, b in zip(downstream, downstream[1:]))  # counted in frame order
+    _, _, one = _run_camera(clip, coco_model, tmp_path / "b", True, 0.0, streams=1)
+
+    def same(r: dict[str, Any]) -> dict[str, Any]:  # inference times differ from run to run
+        return {k: v for k, v in r.items() if k != "inference_ms_mean"}
+    assert len(records) >= 2 and [same(r) for r in records] == [same(r) for r in one]
+
+
+def test_a_camera_may_not_have_more_frames_waiting_than_streams(coco_model: Path) -> None:
+    det = Detector(coco_model, device="cpu")
+    sched = InferenceScheduler(det, batch_wait_s=0.0, streams=2)
+    try:
+        assert len(det.sessions) == 2
+        blank = np.zeros((1, 3, *det.input_size), np.float32)
+        with sched._cond:  # hold the threads back so that nothing is taken while we submit
+            tickets = [sched.submit("cam", blank), sched.submit("cam", blank)]
+            with pytest.raises(RuntimeError, match="2 of its frames were still waiting"):
+                sched.submit("cam", blank)
+        for t in tickets:
+            assert t.wait().output.shape[0] == 1
+    finally:
+        sched.close()
 
 
 def test_prefetcher_take_without_waiting(clip: Path, coco_model: Path) -> None:

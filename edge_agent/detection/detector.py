@@ -160,11 +160,13 @@ class Detector:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
             opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
         opts.log_severity_level = 3
+        self._opts, self._device = opts, device
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts,
                                                 providers=choose_providers(device))
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise UnsupportedModelError(f"{self.path}: not a loadable ONNX model ({exc})") from None
+        self.sessions = [self.session]  # one per inference stream (open_streams)
         self.providers = self.session.get_providers()
         self.metadata = _metadata(self.session)
         inputs = self.session.get_inputs()
@@ -276,10 +278,19 @@ class Detector:
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
         return Detections(xyxy.astype(np.float32), cand.score[order], cand.class_id[order])
 
-    def infer(self, tensor: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
-        """Run the network on a preprocessed tensor; return its first output."""
+    def open_streams(self, n: int) -> None:
+        """Have ``n`` sessions of the model (same options), so that ``n`` threads may infer at once."""
+        if n < 1:
+            raise ValueError(f"streams must be >= 1, got {n}")
+        while len(self.sessions) < n:
+            self.sessions.append(ort.InferenceSession(str(self.path), sess_options=self._opts,
+                                                      providers=choose_providers(self._device)))
+        del self.sessions[n:]
+
+    def infer(self, tensor: npt.NDArray[np.floating], stream: int = 0) -> npt.NDArray[np.floating]:
+        """Run the network on a preprocessed tensor (in session ``stream``); return its first output."""
         t0 = time.perf_counter()
-        out = self.session.run(None, {self.input_name: tensor})[0]
+        out = self.sessions[stream].run(None, {self.input_name: tensor})[0]
         self.last_inference_ms = (time.perf_counter() - t0) * 1000
         return out  # type: ignore[no-any-return]
 
