@@ -498,11 +498,11 @@ class PerformanceConfig(Section):
     prefetch: int = Field(2, ge=0, le=16, description="frames a file camera reads and letterboxes ahead while "
                           "inference runs (0: none, read in the camera's thread); a live camera keeps only the "
                           "newest prepared frame")
-    streams: int = Field(1, ge=1, le=16, description="inference streams: ONNX Runtime sessions that run frames "
-                         "side by side, each with model.threads intra-op threads (default cores // streams); "
-                         "frames in parallel need no synchronisation between operators, operators in parallel "
-                         "do. Each camera keeps this many frames in flight, so a frame takes about streams "
-                         "times as long from capture to counted")
+    streams: int | None = Field(None, ge=1, le=16, description="inference streams: ONNX Runtime sessions that "
+                                "run frames side by side, each with model.threads intra-op threads (default cores "
+                                "// streams); frames in parallel need no synchronisation between operators, "
+                                "operators in parallel do. Default: 2 when the model runs on the CPU of a box with "
+                                "2 or more cores, else 1. A frame's inference takes about streams times as long")
     max_batch: int | None = Field(None, ge=1, le=64, description="frames of different cameras run in one "
                                   "inference call when the model has a dynamic batch; default: cameras, at most 8")
     batch_wait_ms: float = Field(50.0, ge=0, le=1000, description="how long a batch waits for cameras that "

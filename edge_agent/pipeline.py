@@ -192,10 +192,10 @@ class CameraPipeline:
         inference, and frame n is post-processed, tracked and counted while n+1 is inferred, so the
         detector does not sit idle during the work downstream of it. A live camera whose next
         frame has not arrived yet gets frame n's results at once rather than after it. With
-        several inference streams (``performance.streams``) the camera keeps that many frames
-        handed over while it waits for the oldest, and takes their outputs in order.
+        several inference streams (``performance.streams``) the camera keeps the scheduler's
+        ``depth`` frames handed over while it waits for the oldest, and takes their outputs in order.
         """
-        depth = self.scheduler.streams if self.scheduler is not None else 1
+        depth = self.scheduler.depth if self.scheduler is not None else 1
         first = feed.take()
         if first is None:
             return

@@ -48,6 +48,23 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_streams(device: str, cores: int) -> int:
+    """Inference streams when ``performance.streams`` is unset: 2 on a CPU of 2 or more cores, else 1.
+
+    On this project's 2-core box two single-threaded sessions inferred 1.37-1.43x the frames/s of
+    one two-threaded session without spinning, and 1.2-1.3x ONNX Runtime's spinning defaults
+    (``scripts/bench_pipeline.py --streams 2``; README, Performance). A GPU or OpenVINO provider
+    schedules its own work and would hold one copy of the model per stream, so it keeps one.
+    """
+    if cores < 2:
+        return 1
+    if device == "auto":
+        from edge_agent.detection.detector import choose_providers
+
+        return 2 if choose_providers("auto")[0] == "CPUExecutionProvider" else 1
+    return 2 if device == "cpu" else 1
+
+
 @dataclass(frozen=True)
 class ThreadBudget:
     """Resolved thread counts.
@@ -74,14 +91,15 @@ class ThreadBudget:
     def resolve(cls, model: ModelConfig, perf: PerformanceConfig, cores: int | None = None) -> ThreadBudget:
         """Thread counts from the configuration; unset ones derive from ``cores`` (default: usable cores)."""
         n = cores or usable_cores()
+        streams = perf.streams or default_streams(model.device, n)
         return cls(
             cores=n,
-            intra_op=model.threads or max(1, n // perf.streams),
+            intra_op=model.threads or max(1, n // streams),
             inter_op=perf.inter_op_threads,
             spinning=perf.spinning,
             opencv=perf.opencv_threads if perf.opencv_threads is not None else (1 if n <= 4 else n // 4),
             prepare=perf.prepare_threads or max(1, n // 2),
-            streams=perf.streams,
+            streams=streams,
         )
 
     def apply_opencv(self) -> None:
@@ -343,6 +361,9 @@ class InferenceScheduler:
         detector.open_streams(streams)
         self.detector = detector
         self.streams = streams
+        # frames a camera keeps handed over: with several streams one more than streams, so that a
+        # stream that finishes finds the camera's next frame waiting instead of waiting for the camera
+        self.depth = streams + 1 if streams > 1 else 1
         self.max_batch = detector.batch_capacity(max_batch)
         self.batch_wait_s = batch_wait_s
         self.prepare_slots = threading.BoundedSemaphore(prepare_threads) if prepare_threads else None
@@ -386,21 +407,21 @@ class InferenceScheduler:
     def submit(self, camera: str, tensor: npt.NDArray[np.floating]) -> Ticket:
         """Hand over one camera's frame and return at once; the ticket's ``wait`` gives the output.
 
-        A camera has at most ``streams`` frames waiting: with one stream it submits its next frame
+        A camera has at most ``depth`` frames waiting: with one stream it submits its next frame
         once the previous one's output is back, and then post-processes the previous frame while
-        the next one is inferred; with more, it keeps that many frames handed over.
+        the next one is inferred; with ``streams`` > 1 it keeps ``streams`` + 1 frames handed over.
 
         Raises:
-            RuntimeError: the scheduler is closed, or the camera already has ``streams`` frames waiting.
+            RuntimeError: the scheduler is closed, or the camera already has ``depth`` frames waiting.
         """
         req = Ticket(camera, tensor, time.monotonic())
         with self._cond:
             if self._closed:
                 raise RuntimeError("inference scheduler is closed")
             waiting = self._pending.get(camera)
-            if waiting is not None and len(waiting) >= self.streams:
+            if waiting is not None and len(waiting) >= self.depth:
                 raise RuntimeError(f"camera {camera} submitted a frame while {len(waiting)} of its frames were "
-                                   f"still waiting ({self.streams} stream(s))")
+                                   f"still waiting (at most {self.depth} with {self.streams} stream(s))")
             if camera not in self._stride:
                 self._stride[camera] = 1.0
             self._pass[camera] = max(self._pass.get(camera, 0.0), self._vtime)  # no credit for idle time
@@ -540,4 +561,4 @@ class LatencyLog:
 
 
 __all__ = ["InferenceScheduler", "Inferred", "LatencyLog", "Prefetcher", "Prepared", "SchedulerStats",
-           "ThreadBudget", "Ticket", "usable_cores"]
+           "ThreadBudget", "Ticket", "default_streams", "usable_cores"]

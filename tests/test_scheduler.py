@@ -195,11 +195,18 @@ def test_cameras_share_inference_by_weight(frames: list[np.ndarray]) -> None:
 
 
 def test_thread_budget_defaults_follow_the_cores(coco_model: Path) -> None:
-    model, perf = ModelConfig(path=coco_model), PerformanceConfig()
+    model, perf = ModelConfig(path=coco_model, device="cpu"), PerformanceConfig()
     small = ThreadBudget.resolve(model, perf, cores=2)
-    assert (small.intra_op, small.inter_op, small.opencv, small.prepare, small.spinning) == (2, 1, 1, 1, False)
+    assert (small.streams, small.intra_op, small.inter_op, small.opencv, small.prepare, small.spinning) == (
+        2, 1, 1, 1, 1, False)  # two single-threaded sessions side by side
     big = ThreadBudget.resolve(model, perf, cores=16)
-    assert (big.intra_op, big.opencv, big.prepare) == (16, 4, 8)
+    assert (big.streams, big.intra_op, big.opencv, big.prepare) == (2, 8, 4, 8)
+    one_core = ThreadBudget.resolve(model, perf, cores=1)
+    assert (one_core.streams, one_core.intra_op) == (1, 1)
+    gpu = ThreadBudget.resolve(ModelConfig(path=coco_model, device="cuda"), perf, cores=8)
+    assert (gpu.streams, gpu.intra_op) == (1, 8)  # the GPU schedules its own work: one session
+    one = ThreadBudget.resolve(model, PerformanceConfig(streams=1), cores=2)
+    assert (one.streams, one.intra_op) == (1, 2)
     set_ = ThreadBudget.resolve(ModelConfig(path=coco_model, threads=3),
                                 PerformanceConfig(opencv_threads=0, prepare_threads=2, spinning=True), cores=16)
     assert (set_.intra_op, set_.opencv, set_.prepare, set_.spinning) == (3, 0, 2, True)
@@ -315,15 +322,16 @@ def test_two_streams_infer_two_frames_of_one_camera_at_once_with_the_same_record
     assert len(records) >= 2 and [same(r) for r in records] == [same(r) for r in one]
 
 
-def test_a_camera_may_not_have_more_frames_waiting_than_streams(coco_model: Path) -> None:
+def test_a_camera_may_not_have_more_frames_waiting_than_its_depth(coco_model: Path) -> None:
     det = Detector(coco_model, device="cpu")
     sched = InferenceScheduler(det, batch_wait_s=0.0, streams=2)
     try:
         assert len(det.sessions) == 2
         blank = np.zeros((1, 3, *det.input_size), np.float32)
+        assert sched.depth == 3  # one more than the streams: a free stream finds the camera's next frame
         with sched._cond:  # hold the threads back so that nothing is taken while we submit
-            tickets = [sched.submit("cam", blank), sched.submit("cam", blank)]
-            with pytest.raises(RuntimeError, match="2 of its frames were still waiting"):
+            tickets = [sched.submit("cam", blank) for _ in range(3)]
+            with pytest.raises(RuntimeError, match="3 of its frames were still waiting"):
                 sched.submit("cam", blank)
         for t in tickets:
             assert t.wait().output.shape[0] == 1
