@@ -213,6 +213,8 @@ class AgentRig:
         target = self.done() + n
         self.gate.allow(n)
         while self.done() < target:
+            if not all(t.is_alive() for t in self.threads):  # its traceback is above; do not wait for ever
+                raise SystemExit("bench: a camera thread of the agent died")
             time.sleep(0.002)
 
     def report(self) -> dict[str, Any]:
