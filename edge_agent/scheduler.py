@@ -14,7 +14,8 @@ Inference is the cost of the box; everything else should hide behind it.
   (stride scheduling): while several cameras have frames waiting, a camera of weight 2 gets
   twice the frames of one of weight 1; a camera that is idle builds up no credit. A camera
   submits its next frame as soon as the previous output is back and post-processes that output
-  while the next frame is inferred.
+  while the next frame is inferred. With ``performance.streams`` > 1 the scheduler runs that many
+  sessions side by side, one thread each, and a camera keeps streams + 1 frames handed over.
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ def usable_cores() -> int:
 def default_streams(device: str, cores: int) -> int:
     """Inference streams when ``performance.streams`` is unset: 2 on a CPU of 2 or more cores, else 1.
 
-    On this project's 2-core box two single-threaded sessions inferred 1.37-1.43x the frames/s of
-    one two-threaded session without spinning, and 1.2-1.3x ONNX Runtime's spinning defaults
-    (``scripts/bench_pipeline.py --streams 2``; README, Performance). A GPU or OpenVINO provider
-    schedules its own work and would hold one copy of the model per stream, so it keeps one.
+    On this project's 2-core box two single-threaded sessions inferred 1.30-1.66x the frames/s of
+    one two-threaded session without spinning, and 1.29-1.55x ONNX Runtime's spinning defaults
+    (``scripts/bench_streams.py``; the whole agent: ``scripts/bench_pipeline.py``; README,
+    Performance). A GPU or OpenVINO provider schedules its own work and would hold one copy of the
+    model per stream, so it keeps one.
     """
     if cores < 2:
         return 1

@@ -42,6 +42,7 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14, 15])
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--fps", type=float, default=10, help="frame rate of the rendered clips (the demo's: 15)")
     ap.add_argument("--confidence", type=float, default=0.1)
     a = ap.parse_args()
 
@@ -49,12 +50,12 @@ def main() -> int:
     from test_synth import run_on_pixels
 
     det = Detector(a.model, confidence=a.confidence, device="cpu")
-    print(f"model {a.model}, confidence {a.confidence}, {len(a.seeds)} clips of {a.seconds:.0f} s at 10 fps")
+    print(f"model {a.model}, confidence {a.confidence}, {len(a.seeds)} clips of {a.seconds:.0f} s at {a.fps:g} fps")
     tot = [0, 0, 0, 0]  # crossings, crossing errors, movements, movement errors
     with tempfile.TemporaryDirectory(prefix="synth-accuracy-") as tmp:
         for seed in a.seeds:
             folder = Path(tmp) / str(seed)
-            truth = render_clip(seed=seed, seconds=a.seconds, fps=10, out_dir=folder)
+            truth = render_clip(seed=seed, seconds=a.seconds, fps=a.fps, out_dir=folder)
             run = run_on_pixels(truth, folder, det)
             want, want_moves = truth.line_counts(), truth.movements()
             line_err, line_detail = errors(want, run.crossings)
