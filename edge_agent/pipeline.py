@@ -3,8 +3,8 @@
 The only module that knows every stage. Each camera runs in its own thread,
 with a prefetch thread that reads and letterboxes its next frame while the
 current one is inferred, and each frame is tracked and counted while the next
-one is inferred (``CameraPipeline._consume``); the detector (one ONNX Runtime session) is shared
-through the node's inference scheduler, which batches and shares it fairly
+one is inferred (``CameraPipeline._consume``); the detector (its ONNX Runtime sessions, one per
+``performance.streams``) is shared through the node's inference scheduler, which batches and shares it fairly
 (``edge_agent/scheduler.py``). Nothing that goes wrong in one camera (a dead
 stream, a corrupt frame) stops the others.
 """

@@ -382,15 +382,13 @@ class Store:
 
     def flow_history(self, since_end: float, camera_id: str | None = None) -> list[tuple[Any, ...]]:
         """(camera_id, line_id, direction, start_ts, end_ts, observed_s, vehicles) ending at or after ``since_end``."""
-        sql = ("SELECT camera_id, line_id, start_ts, end_ts, observed_s, in_vehicles, out_vehicles FROM line_counts "
-               "WHERE end_ts >= ?")
+        sql = f"SELECT {self._SAMPLE_COLS} FROM line_counts WHERE end_ts >= ?"
         params: list[Any] = [since_end]
         if camera_id:
             sql += " AND camera_id = ?"
             params.append(camera_id)
-        return [(cam, line, d, start, end, obs, veh)
-                for cam, line, start, end, obs, vin, vout in self.query(sql + " ORDER BY end_ts, line_id", params)
-                for d, veh in (("in", vin), ("out", vout))]
+        return [(s.camera_id, s.line_id, s.direction, s.start_ts, s.end_ts, s.observed_s, s.vehicles)
+                for s in self._samples(self.query(sql + " ORDER BY end_ts, line_id", params))]
 
     def nodes(self) -> list[dict[str, Any]]:
         cols = ["camera_id", "node_id", "status", "status_at", "last_stats_at", "last_interval_end", "interval_s",
