@@ -386,6 +386,14 @@ def ask(p: subprocess.Popen[str], cmd: str, key: str) -> dict[str, Any]:
     return json.loads(line)  # type: ignore[no-any-return]
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, steal) clock ticks of the whole machine so far (Linux ``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = v[:8]
+    return user + nice + system + irq + softirq, steal
+
+
 def worker_opts(args: argparse.Namespace) -> dict[str, Any]:
     weights = [float(w) for w in args.weights.split(",")] if args.weights else None
     return {"max_batch": args.max_batch, "prefetch": args.prefetch, "spinning": args.spinning or None,
@@ -400,15 +408,25 @@ def scenario(args: argparse.Namespace, cams: int, port: int) -> dict[str, Any]:
             roles["ultralytics"] = args.ultralytics_python
     procs = start(roles, args, cams, port)
     chunk = args.chunk if cams == 1 else max(cams, args.chunk // cams * cams)
-    totals: dict[str, dict[str, Any]] = {r: {"frames": 0, "wall": 0.0, "cpu": 0.0} for r in procs}
+    totals: dict[str, dict[str, Any]] = {r: {"frames": 0, "wall": 0.0, "cpu": 0.0, "others": 0.0, "steal": 0.0,
+                                             "turns": []} for r in procs}
+    tick = os.sysconf("SC_CLK_TCK")
     try:
         for _ in range(args.cycles):
             for r, p in procs.items():  # one at a time: each gets the whole machine for its turn
+                busy0, steal0 = machine_jiffies()
                 res = ask(p, str(chunk), "wall")
+                busy1, steal1 = machine_jiffies()
                 t = totals[r]
                 t["frames"] += chunk
                 t["wall"] += res["wall"]
                 t["cpu"] += res["cpu"]
+                # what the rest of the machine did meanwhile: any CPU not the contender's own (other
+                # processes, the kernel's threads, the broker for the agent), and time the hypervisor
+                # gave this machine's CPUs to someone else (steal): spinning thread pools lose most to both
+                t["others"] += max(0.0, (busy1 - busy0) / tick - res["cpu"])
+                t["steal"] += (steal1 - steal0) / tick
+                t["turns"].append(chunk / res["wall"])
                 t["last"] = res
         soak = ask(procs["agent"], f"soak {args.minutes * 60}", "soak")["soak"] if args.minutes else None
     finally:
@@ -417,6 +435,9 @@ def scenario(args: argparse.Namespace, cams: int, port: int) -> dict[str, Any]:
     out: dict[str, Any] = {"cameras": cams, "chunk": chunk, "cycles": args.cycles, "soak": soak,
                            "fps": {r: t["frames"] / t["wall"] for r, t in totals.items() if t["wall"]},
                            "cores_used": {r: t["cpu"] / t["wall"] for r, t in totals.items() if t["wall"]},
+                           "others_cores": {r: t["others"] / t["wall"] for r, t in totals.items() if t["wall"]},
+                           "steal_cores": {r: t["steal"] / t["wall"] for r, t in totals.items() if t["wall"]},
+                           "turn_fps": {r: t["turns"] for r, t in totals.items()},
                            "last": {r: t.get("last") for r, t in totals.items()}}
     return out
 
@@ -428,8 +449,10 @@ def show(res: dict[str, Any]) -> None:
     if fps:
         for r in fps:
             extra = f"  batch {last[r]['batch']}" if "batch" in (last[r] or {}) else ""
-            print(f"{r:<13} {fps[r]:7.2f} frames/s  {res['cores_used'][r]:.2f} cores  RSS {last[r]['rss_mb']:6.0f} MB (peak {last[r]['peak_mb']:.0f})"
-                  f"{extra}")
+            turns = res["turn_fps"][r]
+            print(f"{r:<13} {fps[r]:7.2f} frames/s  {res['cores_used'][r]:.2f} cores  RSS {last[r]['rss_mb']:6.0f} MB "
+                  f"(peak {last[r]['peak_mb']:.0f}){extra}; turns {min(turns):.1f}-{max(turns):.1f} f/s; "
+                  f"meanwhile others {res['others_cores'][r]:.2f} cores, steal {res['steal_cores'][r]:.2f}")
         a = last["agent"]
         cu = res["cores_used"]
         print(f"agent / ceiling (batch {last['ceiling']['batch']}) = {fps['agent'] / fps['ceiling']:.3f} in "
@@ -439,7 +462,10 @@ def show(res: dict[str, Any]) -> None:
             print(f"agent / ort-defaults = {fps['agent'] / fps['ort-defaults']:.3f}; "
                   f"ceiling / ort-defaults = {fps['ceiling'] / fps['ort-defaults']:.3f}")
         if "ultralytics" in fps:
-            print(f"agent / ultralytics = {fps['agent'] / fps['ultralytics']:.3f}")
+            turns_a, turns_u = res["turn_fps"]["agent"], res["turn_fps"]["ultralytics"]
+            per_turn = sorted(a_ / u for a_, u in zip(turns_a, turns_u, strict=True))
+            print(f"agent / ultralytics = {fps['agent'] / fps['ultralytics']:.3f} (turn by turn: median "
+                  f"{per_turn[len(per_turn) // 2]:.3f}, range {per_turn[0]:.3f}-{per_turn[-1]:.3f})")
         total = sum(a["per_camera"].values())
         print("per camera frames/s: " + ", ".join(f"{c} {fps['agent'] * k / total:.2f}"
                                                  for c, k in a["per_camera"].items())
@@ -470,7 +496,8 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, help="performance.max_batch (default: cameras, at most 8)")
     ap.add_argument("--prefetch", type=int, help="performance.prefetch (default 2)")
     ap.add_argument("--spinning", action="store_true", help="performance.spinning: true")
-    ap.add_argument("--streams", type=int, help="performance.streams (default 1): sessions running frames side by side")
+    ap.add_argument("--streams", type=int, help="performance.streams (default: the agent's own, 2 on a CPU of "
+                                                "2+ cores): sessions running frames side by side")
     ap.add_argument("--weights", help="comma-separated per-camera weights, e.g. 2,1,1,1")
     ap.add_argument("--ultralytics-python", help="a Python that has ultralytics (optional contender)")
     ap.add_argument("--live-seconds", type=float, default=0, help="also run a live MJPEG camera this long")
