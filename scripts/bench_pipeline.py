@@ -185,6 +185,9 @@ class AgentRig:
             self.pubs.append(pub)
             self.pipes.append(TimedPipeline(cam, cfg, det, pub, scheduler=self.sched))
             self.sources.append(GatedSource(cam, self.stop))
+        self.progress = threading.Condition()  # notified after each frame counted: no polling in the turn
+        for p in self.pipes:
+            p.latency.add = self._notifying(p.latency.add)  # type: ignore[method-assign]
         self.threads = [threading.Thread(target=p.run, args=(self.stop, s), daemon=True)
                         for p, s in zip(self.pipes, self.sources)]
         for t in self.threads:
@@ -209,13 +212,21 @@ class AgentRig:
     def done(self) -> int:
         return sum(p.latency.count for p in self.pipes)
 
+    def _notifying(self, add: Any) -> Any:
+        def counted(*a: Any) -> None:
+            add(*a)
+            with self.progress:
+                self.progress.notify()
+        return counted
+
     def run_frames(self, n: int) -> None:
         target = self.done() + n
         self.gate.allow(n)
-        while self.done() < target:
-            if not all(t.is_alive() for t in self.threads):  # its traceback is above; do not wait for ever
-                raise SystemExit("bench: a camera thread of the agent died")
-            time.sleep(0.002)
+        with self.progress:
+            while self.done() < target:
+                if not all(t.is_alive() for t in self.threads):  # its traceback is above; do not wait for ever
+                    raise SystemExit("bench: a camera thread of the agent died")
+                self.progress.wait(0.5)
 
     def report(self) -> dict[str, Any]:
         from edge_agent.scheduler import LatencyLog
