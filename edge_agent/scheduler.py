@@ -482,19 +482,21 @@ class InferenceScheduler:
     def _gather(self) -> list[Ticket] | None:
         """Wait for requests; then, up to ``batch_wait_s``, for cameras that fill the batch or whose turn it is."""
         with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait()
-            if not self._pending:
-                return None
-            # frames that arrived while the previous call ran wait from its end, not from their arrival
-            start = max(min(q[0].arrived for q in self._pending.values()), self._free_since)
-            deadline = start + self.batch_wait_s
-            while not self._closed and self._missing():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            return self._choose()
+            while True:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending:
+                    return None
+                # frames that arrived while the previous call ran wait from its end, not from their arrival
+                start = max(min(q[0].arrived for q in self._pending.values()), self._free_since)
+                deadline = start + self.batch_wait_s
+                while not self._closed and self._missing():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                if self._pending:  # another stream may have taken them while this one waited
+                    return self._choose()
 
     def _run(self, stream: int) -> None:
         while True:

@@ -339,6 +339,29 @@ def test_a_camera_may_not_have_more_frames_waiting_than_its_depth(coco_model: Pa
         sched.close()
 
 
+def test_a_stream_that_waited_in_vain_for_a_batch_goes_back_to_waiting(coco_model: Path) -> None:
+    """Two streams both wait for a camera expected back soon; when the wait ends, one takes the
+    waiting frame and the other must find nothing to run and wait again (it used to crash on an
+    empty choice, found in a 4-camera, two-stream soak: the agent went on with one stream)."""
+    det = Detector(coco_model, device="cpu")
+    sched = InferenceScheduler(det, max_batch=1, batch_wait_s=0.3, streams=2)
+    try:
+        blank = np.zeros((1, 3, *det.input_size), np.float32)
+        sched.register("a")
+        sched.register("b")
+        with sched._cond:  # "b" has its turn next and usually comes back within the wait
+            sched._pass["a"] = 1.0
+            sched._back_s["b"] = 0.01
+        first = sched.submit("a", blank)
+        assert first.wait().output.shape[0] == 1
+        time.sleep(0.1)  # the other stream's wait has ended too
+        assert all(t.is_alive() for t in sched._threads)
+        assert [sched.submit(c, blank).wait().output.shape[0] for c in ("b", "a", "b")] == [1, 1, 1]
+        assert sched.stats.frames == 4
+    finally:
+        sched.close()
+
+
 def test_prefetcher_take_without_waiting(clip: Path, coco_model: Path) -> None:
     det = Detector(coco_model, device="cpu")
     source = VideoSource(CameraConfig(id="cam", source=str(clip)), threading.Event())
