@@ -456,6 +456,8 @@ class TrackerSection(Section):
     class_share: float = Field(0.7, ge=0.5, le=1, description="share of a track's recent class votes its class "
                                "needs to count in that tie-break")
     class_memory_s: float = Field(1.0, gt=0, le=60, description="time constant of the fading of those votes")
+    keep_iou: float = Field(0.5, gt=0, le=1, description="a track seen in the previous frame keeps a detection "
+                            "that it overlaps by at least this IoU, more than any other track, from coasting tracks")
 
 
 def default_state_dir() -> Path:

@@ -159,6 +159,21 @@ def test_recently_seen_track_wins_a_contested_detection() -> None:
     assert out.track_id.tolist() == [1] and out.det_index.tolist() == [0]
 
 
+def test_a_coasting_track_cannot_take_the_box_of_a_track_seen_in_the_last_frame() -> None:
+    """A truck's track seen in every frame and a track on a box around it that missed a frame: when the truck's
+    box comes 5 px lower together with a box on its cab, the best total of the assignment would give the truck's
+    box to the coasting track and the cab's to the truck's track (0.85 < 0.33 + 0.70 / 1.25)."""
+    truck, other, cab = [100.0, 100.0, 200.0, 160.0], [90.0, 110.0, 190.0, 170.0], [150.0, 100.0, 200.0, 140.0]
+    lower = [100.0, 105.0, 200.0, 165.0]
+    for keep, truck_det in ((0.5, 0), (1.0, 1)):  # keep_iou 1: by the total score, as before
+        trk = Tracker(TrackerConfig(keep_iou=keep))
+        for i in range(5):
+            trk.update(dets([truck, other]), i / 10)
+        trk.update(dets([truck]), 0.5)  # the other track misses a frame
+        out = trk.update(dets([lower, cab]), 0.6)
+        assert out.det_index[out.track_id == 1].tolist() == [truck_det]
+
+
 BUS, TRUCK, CAR = 3, 4, 1
 
 
