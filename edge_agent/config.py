@@ -393,6 +393,12 @@ class StatisticsConfig(Section):
                                         "length), so that crossings seen a moment late still land in it")
     presence_s: float = Field(1.0, ge=0, le=60,
                               description="publish per-lane presence this often (seconds of video); 0: off")
+    part_inside: float = Field(0.8, gt=0, le=1,
+                               description="line counting: a track's box is nested in a frame when at least this "
+                                           "share of it lies inside a larger track's box")
+    part_share: float = Field(0.8, ge=0, le=1,
+                              description="a track nested in at least this share of its frames is a part of "
+                                          "another vehicle (a truck's cab boxed as a car) and is not counted; 0: off")
 
     @field_validator("interval_s")
     @classmethod

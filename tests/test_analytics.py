@@ -247,3 +247,30 @@ def test_a_movement_survives_a_frame_without_the_track() -> None:
     counter.update(Tracks.empty(), T0 + 4, [], {})
     assert counter.update(tracks({8: (0, 0, 1)}), T0 + 4.1,
                           [CrossingEvent("cam", "b", 8, "car", Direction.OUT, T0 + 4.1)], {}) == []
+
+
+def test_a_box_on_a_part_of_a_vehicle_is_not_counted(tmp_path: Path) -> None:
+    """A truck's cab boxed as a car (track 2) lives inside the truck's box (track 1) and crosses the line with
+    it: only the truck is counted. A car seen on its own first (track 3) crosses the line inside the box of a
+    bus standing in front of it (track 4): it is counted."""
+    def run(share: float) -> list[tuple[int, str]]:
+        doc = base(tmp_path)
+        doc["statistics"]["part_share"] = share
+        cfg = load(tmp_path, doc)
+        an = CameraAnalytics(cfg.cameras[0], cfg, NAMES)
+        out = []
+        for k in range(20):
+            y = 130.0 - 4 * k  # all drive up over the line at y = 100
+            rows = {1: ([140, y - 40, 200, y], 4), 2: ([142, y - 38, 170, y - 8], 1),
+                    3: ([240, y - 10, 260, y + 10], 1)}
+            if k >= 8:
+                rows[4] = ([200, 70, 300, 150], 3)
+            n = len(rows)
+            tr = Tracks(np.array(list(rows), np.int64), np.array([b for b, _ in rows.values()], np.float32),
+                        np.full(n, 0.8, np.float32), np.array([c for _, c in rows.values()], np.int64),
+                        np.arange(n, dtype=np.int64), np.zeros((n, 2), np.float32))
+            out += [(e.track_id, e.class_name) for e in an.update(tr, T0 + k / 10).crossings]
+        return sorted(out)
+
+    assert run(0.8) == [(1, "truck"), (3, "car")]
+    assert run(0.0) == [(1, "truck"), (2, "car"), (3, "car")]

@@ -20,6 +20,7 @@ import numpy as np
 from edge_agent.aggregation import Layout
 from edge_agent.analytics.kinematics import Kinematics
 from edge_agent.analytics.movements import MovementCounter
+from edge_agent.analytics.parts import Parts
 from edge_agent.analytics.stitching import Stitcher
 from edge_agent.analytics.zones import ZoneMonitor, zone_length_m
 from edge_agent.config import AgentConfig, CameraConfig
@@ -58,6 +59,7 @@ class CameraAnalytics:
                                   lines.get(z.stop_line) if z.stop_line else None) for z in cam.zones]
         self.movements = MovementCounter(cam.movements, cam.id, self.names)
         self.stitcher = Stitcher()
+        self.parts = Parts(st.part_inside, st.part_share)
         self.line_tags = {line.id: (line.lane, line.approach) for line in cam.lines}
         self._last_zones: tuple[ZoneState, ...] = ()
         self._pending: list[CrossingEvent] = []  # crossings waiting for the second half of their speed window
@@ -87,7 +89,8 @@ class CameraAnalytics:
         """
         tracks = self.stitcher.update(tracks, ts)  # a track re-found after an occlusion keeps its id
         motion = self.kinematics.update(tracks, ts, detections)
-        new = [e for c in self.counters for e in c.update(tracks, ts)]
+        counted = self.parts.update(tracks, ts)  # a box on a part of a vehicle (a truck's cab) is not counted
+        new = [e for c in self.counters for e in c.update(counted, ts)]
         live = set(tracks.track_id.tolist())
         crossings = new
         if motion.calibrated:
