@@ -512,7 +512,8 @@ class PerformanceConfig(Section):
                                 "operators in parallel do. Default: 2 when the model runs on the CPU of a box with "
                                 "2 or more cores, else 1. A frame's inference takes about streams times as long")
     max_batch: int | None = Field(None, ge=1, le=64, description="frames of different cameras run in one "
-                                  "inference call when the model has a dynamic batch; default: cameras, at most 8")
+                                  "inference call when the model has a dynamic batch; default: cameras, at most 8, "
+                                  "divided by the streams (rounded up)")
     batch_wait_ms: float = Field(50.0, ge=0, le=1000, description="how long a batch waits for cameras that "
                                  "usually come back within this time before it runs without them")
 

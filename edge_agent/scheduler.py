@@ -41,6 +41,18 @@ if TYPE_CHECKING:
 MAX_DEFAULT_BATCH = 8
 
 
+def default_batch(cameras: int, streams: int) -> int:
+    """Frames per inference call when ``performance.max_batch`` is not set: the cameras shared out
+    over the streams (a batch takes one frame of each camera), at most :data:`MAX_DEFAULT_BATCH`.
+
+    Each stream running a batch of every camera made the two streams wait for the same cameras:
+    with the fp32 model at 2 streams, 4 cameras did 22.54 frames/s in batches of 4 and 24.35 in
+    batches of 2, 8 cameras 19.97 in batches of 8 and 23.44 in batches of 4
+    (``scripts/bench_pipeline.py --model ... --cameras 4 --max-batch 2``, 2026-11-29).
+    """
+    return -(-min(max(cameras, 1), MAX_DEFAULT_BATCH) // max(streams, 1))
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity), at least 1."""
     try:
@@ -388,7 +400,7 @@ class InferenceScheduler:
     def from_config(cls, detector: Detector, perf: PerformanceConfig, cameras: int,
                     budget: ThreadBudget) -> InferenceScheduler:
         """The scheduler for ``cameras`` cameras as the ``performance`` section asks."""
-        wanted = perf.max_batch or min(max(cameras, 1), MAX_DEFAULT_BATCH)
+        wanted = perf.max_batch or default_batch(cameras, budget.streams)
         return cls(detector, wanted, perf.batch_wait_ms / 1000, budget.prepare, budget.streams)
 
     # -------------------------------------------------------------- cameras

@@ -274,13 +274,13 @@ def worker(role: str, model: str, video: str, port: int, cams: int, opts: dict[s
         import numpy as np
 
         from edge_agent.detection import Detector
-        from edge_agent.scheduler import ThreadBudget
+        from edge_agent.scheduler import ThreadBudget, default_batch
 
         if role == "ceiling":
             cfg = agent_config(model, video, cams, port, Path(tempfile.gettempdir()), opts)
             b = ThreadBudget.resolve(cfg.model, cfg.performance)
             det = Detector(model, device="cpu", threads=b.intra_op, inter_op_threads=b.inter_op, spinning=b.spinning)
-            batch = det.batch_capacity(min(cams, cfg.performance.max_batch or 8))
+            batch = det.batch_capacity(cfg.performance.max_batch or default_batch(cams, b.streams))
             streams = b.streams
         else:
             det, batch, streams = Detector(model, device="cpu"), 1, 1
@@ -508,7 +508,8 @@ def main() -> int:
                          "ends it with one stream idle while the other finishes; the ceiling splits its frames "
                          "evenly between its streams and has neither. With 24 frames that cost the agent 3-4 %% "
                          "of its frames/s (0.918 against 0.953 of the ceiling with 96, runs minutes apart)")
-    ap.add_argument("--max-batch", type=int, help="performance.max_batch (default: cameras, at most 8)")
+    ap.add_argument("--max-batch", type=int,
+                    help="performance.max_batch (default: the agent's, cameras (at most 8) / streams)")
     ap.add_argument("--prefetch", type=int, help="performance.prefetch (default 2)")
     ap.add_argument("--spinning", action="store_true", help="performance.spinning: true")
     ap.add_argument("--streams", type=int, help="performance.streams (default: the agent's own, 2 on a CPU of "

@@ -22,7 +22,7 @@ from edge_agent.config import CameraConfig, ConfigError, ModelConfig, Performanc
 from edge_agent.detection import Detector
 from edge_agent.messages import STATS_SCHEMA
 from edge_agent.pipeline import CameraPipeline
-from edge_agent.scheduler import InferenceScheduler, Prefetcher, ThreadBudget
+from edge_agent.scheduler import InferenceScheduler, Prefetcher, ThreadBudget, default_batch
 from edge_agent.sources import VideoSource
 from edge_agent.spool import Outgoing
 from edge_agent.types import Message
@@ -210,6 +210,11 @@ def test_thread_budget_defaults_follow_the_cores(coco_model: Path) -> None:
     set_ = ThreadBudget.resolve(ModelConfig(path=coco_model, threads=3),
                                 PerformanceConfig(opencv_threads=0, prepare_threads=2, spinning=True), cores=16)
     assert (set_.intra_op, set_.opencv, set_.prepare, set_.spinning) == (3, 0, 2, True)
+
+
+def test_default_batch_shares_the_cameras_out_over_the_streams() -> None:
+    assert [default_batch(n, 1) for n in (1, 4, 8, 20)] == [1, 4, 8, 8]
+    assert [default_batch(n, 2) for n in (1, 2, 3, 4, 8, 20)] == [1, 1, 2, 2, 4, 4]
 
 
 def test_performance_section_is_validated(coco_model: Path) -> None:
