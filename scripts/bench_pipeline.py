@@ -52,6 +52,19 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def task_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of this process, by native thread id."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            f = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(tid)] = (int(f[11]) + int(f[12])) / tick
+    return out
+
+
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -188,8 +201,9 @@ class AgentRig:
         self.progress = threading.Condition()  # notified after each frame counted: no polling in the turn
         for p in self.pipes:
             p.latency.add = self._notifying(p.latency.add)  # type: ignore[method-assign]
-        self.threads = [threading.Thread(target=p.run, args=(self.stop, s), daemon=True)
+        self.threads = [threading.Thread(target=p.run, args=(self.stop, s), name=f"camera-{p.cam.id}", daemon=True)
                         for p, s in zip(self.pipes, self.sources)]
+        self.thread_cpu: dict[str, float] = {}  # CPU seconds in the turns, by thread kind
         for t in self.threads:
             t.start()
 
@@ -211,6 +225,17 @@ class AgentRig:
 
     def done(self) -> int:
         return sum(p.latency.count for p in self.pipes)
+
+    def run_turn(self, n: int) -> None:
+        """run_frames, adding each thread's CPU time in it (``/proc/self/task``) to its kind."""
+        before = task_cpu()
+        self.run_frames(n)
+        after = task_cpu()
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        for tid, cpu in after.items():
+            name = names.get(tid, "")
+            kind = name.split("-")[0] if name.startswith(("inference-", "prefetch-", "camera-")) else "other"
+            self.thread_cpu[kind] = self.thread_cpu.get(kind, 0.0) + cpu - before.get(tid, 0.0)
 
     def _notifying(self, add: Any) -> Any:
         def counted(*a: Any) -> None:
@@ -243,7 +268,7 @@ class AgentRig:
                 "n_crossings_lat": len(cross), "close_ack_ms": LatencyLog.percentiles(close_ack),
                 "end_ack_ms": LatencyLog.percentiles(end_ack), "n_acks": len(close_ack),
                 "dropped": sum(s.counters.dropped for s in self.sources), "max_batch": self.sched.max_batch,
-                "budget": self.budget.describe()}
+                "budget": self.budget.describe(), "thread_cpu": dict(self.thread_cpu)}
 
     def close(self) -> None:
         self.stop.set()
@@ -310,8 +335,8 @@ def worker(role: str, model: str, video: str, port: int, cams: int, opts: dict[s
         run(batch * streams)  # warm-up
     elif role == "agent":
         rig = AgentRig(model, video, cams, port, opts)
-        run = rig.run_frames
-        run(cams)  # warm-up
+        rig.run_frames(cams)  # warm-up
+        run = rig.run_turn
     elif role == "ultralytics":
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO
@@ -449,6 +474,8 @@ def scenario(args: argparse.Namespace, cams: int, port: int) -> dict[str, Any]:
                            "others_cores": {r: t["others"] / t["wall"] for r, t in totals.items() if t["wall"]},
                            "steal_cores": {r: t["steal"] / t["wall"] for r, t in totals.items() if t["wall"]},
                            "turn_fps": {r: t["turns"] for r, t in totals.items()},
+                           "frames_done": {r: t["frames"] for r, t in totals.items()},
+                           "cpu_ms": {r: 1000 * t["cpu"] / t["frames"] for r, t in totals.items() if t["frames"]},
                            "last": {r: t.get("last") for r, t in totals.items()}}
     return out
 
@@ -484,6 +511,10 @@ def show(res: dict[str, Any]) -> None:
         frames = a["frames"]
         print("agent ms per frame by stage (work, overlapping): " + ", ".join(
             f"{k} {v / frames * 1000:.2f}" for k, v in a["stages"].items()))
+        turned = res["frames_done"]["agent"]
+        print("CPU ms per frame: ceiling " + f"{res['cpu_ms']['ceiling']:.2f}; agent {res['cpu_ms']['agent']:.2f}, of "
+              "which threads " + ", ".join(f"{k} {v / turned * 1000:.2f}" for k, v in sorted(
+                  a["thread_cpu"].items(), key=lambda kv: -kv[1])))
         print(f"capture -> counted p50/p95: every frame {a['lat_frame_ms'][0]:.0f}/{a['lat_frame_ms'][1]:.0f} ms, "
               f"frames completing a crossing ({a['n_crossings_lat']}) "
               f"{a['lat_crossing_ms'][0]:.0f}/{a['lat_crossing_ms'][1]:.0f} ms; interval close -> PUBACK "

@@ -83,15 +83,18 @@ def main() -> int:
     for run in runs.values():  # warm-up
         run()
     wall = dict.fromkeys(runs, 0.0)
+    turns: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(a.cycles):
         for k, run in runs.items():
             t0 = time.perf_counter()
             run()
-            wall[k] += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            wall[k] += dt
+            turns[k].append(len(blobs) / dt)
     fps = {k: a.cycles * len(blobs) / w for k, w in wall.items()}
     print(f"{cores} cores, ONNX Runtime {ort.__version__}, {Path(a.model).name}, {a.cycles} turns of {a.chunk} frames")
     for k, f in fps.items():
-        print(f"{k:10s} {f:6.2f} frames/s")
+        print(f"{k:10s} {f:6.2f} frames/s (turns {min(turns[k]):.1f}-{max(turns[k]):.1f})")
     keys = list(fps)
     print(f"{keys[2]} / {keys[1]} = {fps[keys[2]] / fps[keys[1]]:.3f}; {keys[2]} / defaults = "
           f"{fps[keys[2]] / fps['defaults']:.3f}")
