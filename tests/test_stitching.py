@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,16 @@ def test_two_tracks_never_share_an_id() -> None:
     both = s.update(moving({1: (200, 140, CAR, -50.0), 2: (200, 145, CAR, -50.0)}), 0.3)
     assert sorted(both.track_id.tolist()) == [1, 2]
     assert s.update(moving({2: (200, 140, CAR, -50.0)}), 0.4).track_id.tolist() == [2]
+
+
+def test_a_track_dropped_in_the_frame_its_successor_starts_is_joined() -> None:
+    """The tracker reports track 1 coasting, then drops it in the very frame it starts track 2 on that car."""
+    s = Stitcher()
+    s.update(moving({1: (200, 160, CAR, -50.0)}), 0.0)
+    s.update(replace(moving({1: (200, 155, CAR, -50.0)}), det_index=np.array([-1])), 0.1)
+    assert s.update(moving({2: (200, 150, CAR, -50.0)}), 0.2).track_id.tolist() == [1]
+    alive = Stitcher()
+    alive.update(moving({1: (200, 160, CAR, -50.0)}), 0.0)
+    # a new track beside one still reported is another vehicle, however close
+    both = alive.update(moving({1: (200, 155, CAR, -50.0), 2: (205, 150, CAR, -50.0)}), 0.1)
+    assert sorted(both.track_id.tolist()) == [1, 2]

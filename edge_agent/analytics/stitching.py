@@ -64,7 +64,6 @@ class Stitcher:
         self._alias: dict[int, int] = {}   # tracker id -> counting id (only where they differ)
         self._known: dict[int, float] = {}  # tracker id -> when it was last reported
         self._last: dict[int, _Last] = {}   # counting id -> last seen
-        self._present: set[int] = set()     # counting ids reported in the previous frame
         self.stitched = 0                   # tracks given an earlier track's id, all told
 
     def update(self, tracks: Tracks, ts: float) -> Tracks:
@@ -72,8 +71,10 @@ class Stitcher:
         if self.max_gap_s <= 0:
             return tracks
         raw = tracks.track_id.tolist()
-        lost = {cid: last for cid, last in self._last.items() if cid not in self._present
-                and ts - last.ts <= self.max_gap_s}
+        # lost: not reported in this frame. A track still reported (coasting) in the previous frame counts:
+        # the tracker may drop it in the very frame it starts a new track on the same vehicle.
+        here = {self._alias.get(tid, tid) for tid in raw if tid in self._known}
+        lost = {cid: last for cid, last in self._last.items() if cid not in here and ts - last.ts <= self.max_gap_s}
         box = tracks.xyxy.astype(np.float64)
         out: list[int] = []
         for i, tid in enumerate(raw):
@@ -97,8 +98,8 @@ class Stitcher:
                 (x1, y1, x2, y2), (vx, vy) = box[i], tracks.velocity[i]
                 self._last[cid] = _Last(ts, (x1 + x2) / 2, (y1 + y2) / 2, float(vx), float(vy), x2 - x1, y2 - y1,
                                         int(tracks.class_id[i]))
-        self._present = set(out)
-        for cid in [c for c, last in self._last.items() if ts - last.ts > self.max_gap_s and c not in self._present]:
+        present = set(out)
+        for cid in [c for c, last in self._last.items() if ts - last.ts > self.max_gap_s and c not in present]:
             del self._last[cid]
         for tid in raw:
             self._known[tid] = ts
