@@ -103,3 +103,17 @@ def test_a_track_dropped_in_the_frame_its_successor_starts_is_joined() -> None:
     # a new track beside one still reported is another vehicle, however close
     both = alive.update(moving({1: (200, 155, CAR, -50.0), 2: (205, 150, CAR, -50.0)}), 0.1)
     assert sorted(both.track_id.tolist()) == [1, 2]
+
+
+def test_a_vehicle_that_braked_and_turned_while_hidden_is_joined() -> None:
+    """Last seen at (200, 150) going up at 50 px/s, hidden 1 s: it would be at (200, 100) by now."""
+    def found(x: float, y: float) -> list[int]:
+        s = Stitcher(max_gap_s=1.5, gate=1.0)
+        s.update(moving({1: (200, 160, CAR, -50.0)}), 0.0)
+        return s.update(moving({2: (x, y, CAR, 0.0)}), 1.0).track_id.tolist()
+
+    # 30 px beside the point it passed 10 px after it was hidden; 50 px from the extrapolated point.
+    # The gate is 20 (box) + 25 (half the 50 px it would have gone).
+    assert found(170, 150) == [1]
+    assert found(150, 150) == [2]   # 50 px beside its path
+    assert found(200, 40) == [2]    # far beyond where it could have got to

@@ -10,10 +10,11 @@ says so), but the counters only need to know that two tracks were one vehicle.
 
 :class:`Stitcher` gives a new track the id of a track that stopped being reported
 at most ``max_gap_s`` earlier when both have the same class, similar sizes (area
-within a factor of 3), and the new box's centre is where the old one would be by
-now at its last velocity: within ``gate`` times the new box's larger side plus half
-the distance the old track would have travelled in the gap (its speed is uncertain
-by that much). When both are moving (more than half their size per second), their
+within a factor of 3), and the new box's centre is on the old one's way: near the
+path from where it was last seen to where it would be by now at its last velocity
+(it may have braked or begun to turn while hidden), within ``gate`` times the new
+box's larger side plus half the distance the old track would have travelled in the
+gap. When both are moving (more than half their size per second), their
 directions must be less than 90 degrees apart: a car driving into the view where
 another one just left it is not that car. Among several candidates the closest one wins. Everything
 downstream (line counters, speeds, zones, movements) then sees one id. The
@@ -53,7 +54,7 @@ class Stitcher:
 
     Args:
         max_gap_s: longest time between the old track's last report and the new one's first.
-        gate: distance allowed beyond the extrapolated centre, in sizes of the new box.
+        gate: distance allowed beside the old track's path, in sizes of the new box.
     """
 
     def __init__(self, max_gap_s: float = 1.5, gate: float = 1.0):
@@ -127,11 +128,22 @@ class Stitcher:
             if not 1 / 3 <= ratio <= 3:
                 continue
             gap = ts - last.ts
-            d = float(np.hypot(cx - (last.cx + last.vx * gap), cy - (last.cy + last.vy * gap)))
+            d = _to_path(cx, cy, last, gap)
             allowed = self.gate * max(w, h) + 0.5 * float(np.hypot(last.vx, last.vy)) * gap
             if d <= allowed and d < best_d:
                 best, best_d = cid, d
         return best
+
+
+def _to_path(x: float, y: float, last: _Last, gap: float) -> float:
+    """Distance from (x, y) to the path from where ``last`` was seen to where it would be ``gap`` s later.
+
+    A hidden vehicle may have braked or begun to turn: anywhere along that path is as likely as its end.
+    """
+    dx, dy = last.vx * gap, last.vy * gap
+    n2 = dx * dx + dy * dy
+    t = 0.0 if n2 == 0 else min(max(((x - last.cx) * dx + (y - last.cy) * dy) / n2, 0.0), 1.0)
+    return float(np.hypot(x - last.cx - t * dx, y - last.cy - t * dy))
 
 
 __all__ = ["Stitcher"]
