@@ -35,9 +35,11 @@ def _load_detector(cfg: AgentConfig, path: str):  # type: ignore[no-untyped-def]
     budget.apply_opencv()
     try:
         detector = Detector(m.path, m.confidence, m.iou, None, m.names, m.input_size, m.device, budget.intra_op,
-                            budget.inter_op, budget.spinning)
+                            budget.inter_op, budget.spinning, rect=m.rect)
     except (UnsupportedModelError, FileNotFoundError) as exc:
         raise ConfigError(path, [f"model.path: {exc}"]) from None
+    except ValueError as exc:  # the rest is checked by the configuration: rect on a fixed-shape model
+        raise ConfigError(path, [f"model.rect: {exc}"]) from None
     problems = class_names_problem(cfg, detector.names)
     if problems:
         raise ConfigError(path, problems)

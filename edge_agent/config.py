@@ -140,7 +140,11 @@ class ModelConfig(Section):
     path: Path = Field(description="ONNX file exported by Ultralytics (detect, segment or end-to-end head)")
     input_size: int | tuple[int, int] | None = Field(
         None, description="network input [height, width] (or one number for a square) for models with a "
-                          "dynamic input; default: the model's metadata, else 640")
+                          "dynamic input; default: the model's metadata, else 640. With rect, the largest input")
+    rect: bool | None = Field(
+        None, description="letterbox each frame to its own aspect, padded only up to a multiple of the stride "
+                          "(a 768x576 frame: 640x480 instead of 640x640), as Ultralytics does; needs a model "
+                          "with dynamic height and width. Default: on for such models, off for the others")
     confidence: float = Field(
         0.1, ge=0.0, le=1.0,
         description="minimum detection score; low so that the tracker can use weak detections (second stage)")

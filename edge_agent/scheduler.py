@@ -10,7 +10,9 @@ Inference is the cost of the box; everything else should hide behind it.
   replaced before it was taken is counted as dropped.
 * :class:`InferenceScheduler` owns the detector's session: camera threads hand it prepared
   tensors, it gathers at most one frame per camera, runs them in one batched ``session.run``
-  when the model allows it, and hands each camera its own output. Cameras share it by weight
+  when the model allows it, and hands each camera its own output. A batch holds tensors of one
+  shape only: with rect input shapes (a dynamic-shape model) cameras of different frame sizes give
+  different shapes, and wait for separate calls. Cameras share it by weight
   (stride scheduling): while several cameras have frames waiting, a camera of weight 2 gets
   twice the frames of one of weight 1; a camera that is idle builds up no credit. A camera
   submits its next frame as soon as the previous output is back and post-processes that output
@@ -354,6 +356,9 @@ class SchedulerStats:
 class InferenceScheduler:
     """Inference threads for all cameras: gather their frames, batch them, share fairly by weight.
 
+    A batch takes the frames of the cameras whose turn it is that have the tensor shape of the first
+    of them; with rect input shapes a camera of another frame size waits for the next call.
+
     Args:
         detector: the shared detector (its sessions are only run by this scheduler's threads).
         max_batch: frames per call at most; reduced to 1 when the model cannot batch (see
@@ -388,6 +393,7 @@ class InferenceScheduler:
         self._pass: dict[str, float] = {}     # virtual time each camera has used
         self._vtime = 0.0
         self._served: dict[str, float] = {}   # when each camera last got its result (monotonic)
+        self._shapes: dict[str, tuple[int, ...]] = {}  # tensor shape of each camera's last frame
         self._back_s: dict[str, float] = {}   # how soon each camera comes back with its next frame (EWMA)
         self._free_since = time.monotonic()   # when the last call ended
         self._closed = False
@@ -443,6 +449,7 @@ class InferenceScheduler:
                 gap = max(req.arrived - self._served[camera], 0.0)
                 self._back_s[camera] = 0.7 * self._back_s.get(camera, gap) + 0.3 * gap
             self._pending.setdefault(camera, deque()).append(req)
+            self._shapes[camera] = tensor.shape
             self._cond.notify_all()
         return req
 
@@ -469,10 +476,21 @@ class InferenceScheduler:
         least = max(self._pass.get(ranked[0], 0.0), self._vtime)
         return [c for c in ranked if max(self._pass.get(c, 0.0), self._vtime) < least + min(strides) - 1e-12]
 
+    def _shape(self, camera: str) -> tuple[int, ...] | None:
+        """Tensor shape of the camera's next frame: its oldest waiting one, else the last it submitted."""
+        waiting = self._pending.get(camera)
+        return waiting[0].tensor.shape if waiting else self._shapes.get(camera)
+
+    def _batchable(self, cameras: list[str]) -> list[str]:
+        """Those of ``cameras`` (in turn order) whose frames may run together: the first one's shape, at most
+        ``max_batch``. One batch is one tensor; the others wait for a later call."""
+        shape = self._shape(cameras[0])
+        return [c for c in cameras if self._shape(c) == shape][:self.max_batch]
+
     def _choose(self) -> list[Ticket]:
-        """Waiting requests to run now (their cameras' turn), at most ``max_batch``."""
+        """Waiting requests to run now (their cameras' turn, one tensor shape), at most ``max_batch``."""
         chosen = []
-        for c in self._order(list(self._pending))[:self.max_batch]:  # at most one frame of each camera
+        for c in self._batchable(self._order(list(self._pending))):  # at most one frame of each camera
             waiting = self._pending[c]
             chosen.append(waiting.popleft())
             if not waiting:
@@ -488,7 +506,7 @@ class InferenceScheduler:
                 and self._back_s.get(c, float("inf")) <= self.batch_wait_s]
         if not soon:
             return False
-        turn = self._order(list(self._pending) + soon)[:self.max_batch]
+        turn = self._batchable(self._order(list(self._pending) + soon))
         return any(c not in self._pending for c in turn)
 
     def _gather(self) -> list[Ticket] | None:
@@ -515,9 +533,9 @@ class InferenceScheduler:
             batch = self._gather()
             if batch is None:
                 return
-            tensor = batch[0].tensor if len(batch) == 1 else np.concatenate([r.tensor for r in batch])
             t0 = time.perf_counter()
-            try:
+            try:  # an error (even in joining the batch) goes to the cameras waiting; the thread goes on
+                tensor = batch[0].tensor if len(batch) == 1 else np.concatenate([r.tensor for r in batch])
                 out = self.detector.infer(tensor, stream)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting camera
                 for r in batch:

@@ -3,8 +3,9 @@
 Contenders, each alive in its own process for the whole scenario and taking turns on
 chunks of frames (so a change of machine load hits them alike):
 
-    ceiling      ONNX Runtime ``session.run`` alone on frames letterboxed beforehand, in batches
-                 of the size the agent can use, with the agent's thread settings
+    ceiling      ONNX Runtime ``session.run`` alone on frames letterboxed beforehand (by the agent's
+                 ``Detector.preprocess``: at the input shape the header prints), in batches of the
+                 size the agent can use, with the agent's thread settings
     ort-defaults the same with ONNX Runtime's default session options (single camera only)
     agent        the real agent: N ``CameraPipeline``s sharing one ``InferenceScheduler``, each
                  reading vtest.avi (looping), prefetching, inferring, tracking, counting,
@@ -67,6 +68,21 @@ def task_cpu() -> dict[int, float]:
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def network_input(model: str, video: str) -> str:
+    """The network input that the ceiling and the agent infer for the video's frames, e.g. ``480x640 (rect)``:
+    a model with dynamic height and width runs at the frames' aspect, not at the square it was exported at."""
+    import cv2
+
+    from edge_agent.detection import Detector
+
+    cap = cv2.VideoCapture(video)
+    ok, img = cap.read()
+    cap.release()
+    det = Detector(model, device="cpu")
+    h, w = det.input_shape_for(img.shape[:2]) if ok else det.input_size
+    return f"{h}x{w}{' (rect)' if det.rect else ''}"
 
 
 def agent_config(model: str, video: str, cams: int, port: int, spool: Path, opts: dict[str, Any],
@@ -564,7 +580,8 @@ def main() -> int:
     from edge_agent.scheduler import usable_cores
 
     print(f"{usable_cores()} cores, ONNX Runtime {ort.__version__} (CPUExecutionProvider), model "
-          f"{Path(args.model).name}, video {Path(args.video).name}; GPU: not measured")
+          f"{Path(args.model).name}, input {network_input(args.model, args.video)}, video {Path(args.video).name}; "
+          "GPU: not measured")
     broker = LocalBroker(Path(tempfile.mkdtemp(prefix="bench-broker-")), verbose=False)
     results = []
     try:

@@ -92,6 +92,7 @@ def test_example_configs_in_repository_are_valid() -> None:
         ("cameras[0].start_time", "2024-05-01T08:00:00",
          "cameras[0].start_time: expected a time zone, e.g. 2024-05-01T08:00:00Z"),
         ("model.input_size", 500, "model.input_size: expected a multiple of 32"),
+        ("model.rect", "sometimes", "model.rect: Input should be a valid boolean"),
         ("cameras[0].source", -1, "cameras[0].source: expected a file path, an rtsp:// or http(s):// URL"),
         ("model.path", ..., "model.path: required field is missing"),
     ],
@@ -101,6 +102,21 @@ def test_bad_field_is_refused_with_path_value_and_rule(tmp_path: Path, path: str
     message = refused(tmp_path, merge(base(tmp_path), path, value))
     assert expected in message
     assert "line " in message  # the YAML line is named too
+
+
+def test_rect_on_a_fixed_shape_model_is_refused_at_start(tmp_path: Path, coco_model: Path, vtest_video: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_agent.cli import main
+
+    assert load_config(write(tmp_path, base(tmp_path))).model.rect is None  # auto: rect when the model allows
+    doc = merge(base(tmp_path), "model.rect", True)
+    assert load_config(write(tmp_path, doc)).model.rect is True
+    doc = merge(merge(doc, "model.path", str(coco_model)), "cameras[0].source", str(vtest_video))
+    assert main(["check-config", str(write(tmp_path, doc))]) == 2
+    err = capsys.readouterr().err
+    assert (f"model.rect: {coco_model}: rect input shapes need a model with dynamic input height and width; "
+            "its input is fixed at [1, 3, 640, 640]") in err
+    assert main(["check-config", str(write(tmp_path, merge(doc, "model.rect", False)))]) == 0
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from conftest import FIXTURES, IN_CI, shared_file
+from dynamic_model import red_box_model
 from edge_agent.detection import Detector, Layout, UnsupportedModelError, letterbox
 from edge_agent.tracking import iou_matrix
 
@@ -134,6 +135,63 @@ def test_letterbox_matches_ultralytics_rules() -> None:
     assert (lb.pad_x, lb.pad_y) == (0, 107)
     assert (out[106, 320] == 114).all() and (out[107, 320] == 7).all()
     assert (out[531, 320] == 7).all() and (out[532, 320] == 114).all()
+
+
+def test_rect_letterbox_pads_only_to_the_given_shape() -> None:
+    img = np.full((333, 501, 3), 7, np.uint8)
+    out, lb = letterbox(img, (640, 640), (448, 640))
+    # resized as for 640x640 (501x333 -> 640x425), then 23 rows of padding: 11 on top, 12 below
+    assert out.shape == (448, 640, 3) and (lb.pad_x, lb.pad_y) == (0, 11)
+    square = letterbox(img, (640, 640))[1]
+    assert (lb.gain_x, lb.gain_y) == (square.gain_x, square.gain_y) and square.pad_y == 107
+    assert (out[10, 320] == 114).all() and (out[11, 320] == 7).all()
+    assert (out[435, 320] == 7).all() and (out[436, 320] == 114).all()
+
+
+def _red_box(frame: npt.NDArray[np.uint8], xyxy: tuple[int, int, int, int]) -> npt.NDArray[np.uint8]:
+    img = frame.copy()
+    x1, y1, x2, y2 = xyxy
+    img[y1:y2, x1:x2] = (0, 0, 255)
+    return img
+
+
+def test_dynamic_model_runs_each_frame_at_its_own_aspect(tmp_path: Path) -> None:
+    """A model with dynamic height and width is letterboxed as Ultralytics does it (rect shapes):
+    a 768x576 vtest frame runs at 640x480, and its box comes back in frame pixels as from 640x640."""
+    model = red_box_model(tmp_path / "red_box.onnx")
+    rect, square = Detector(model, device="cpu"), Detector(model, device="cpu", rect=False)
+    assert rect.rect and not square.rect and rect.input_size == square.input_size == (640, 640)
+    assert rect.stride == 32
+    # (height, width): fitted into 640x640, then padded up to a multiple of 32
+    assert [rect.input_shape_for(hw) for hw in [(576, 768), (768, 576), (333, 501), (1080, 1920), (640, 640),
+                                                (100, 100)]] == [
+        (480, 640), (640, 480), (448, 640), (384, 640), (640, 640), (640, 640)]
+    assert square.input_shape_for((576, 768)) == (640, 640)
+    truth = (303, 101, 420, 250)
+    frame = _red_box(vtest_frames((0,))[0], truth)
+    assert frame.shape == (576, 768, 3)
+    tensor, lb = rect.preprocess(frame)
+    assert tensor.shape == (1, 3, 480, 640) and (lb.pad_x, lb.pad_y) == (0, 0)
+    assert square.preprocess(frame)[0].shape == (1, 3, 640, 640) and square.preprocess(frame)[1].pad_y == 80
+    ours, theirs = rect(frame), square(frame)
+    assert len(ours) == len(theirs) == 1 and rect.names == ["red"]
+    np.testing.assert_allclose(ours.xyxy[0], theirs.xyxy[0], atol=1.5)
+    np.testing.assert_allclose(ours.xyxy[0], truth, atol=1.5)
+    # a frame whose rect shape has padding: the box still comes back to the frame's pixels
+    small = _red_box(np.full((333, 501, 3), 90, np.uint8), (10, 50, 200, 120))
+    tensor, lb = rect.preprocess(small)
+    assert tensor.shape == (1, 3, 448, 640) and (lb.pad_x, lb.pad_y) == (0, 11)
+    np.testing.assert_allclose(rect(small).xyxy[0], (10, 50, 200, 120), atol=1.5)
+
+
+def test_fixed_model_keeps_its_input_and_refuses_rect(coco_model: Path) -> None:
+    det = Detector(coco_model, device="cpu")
+    assert not det.rect and det.input_shape_for((576, 768)) == (640, 640)
+    assert det.preprocess(vtest_frames((0,))[0])[0].shape == (1, 3, 640, 640)
+    assert not Detector(coco_model, device="cpu", rect=False).rect
+    with pytest.raises(ValueError, match=r"yolov8n_int8.onnx: rect input shapes need a model with dynamic input "
+                                         r"height and width; its input is fixed at \[1, 3, 640, 640\]"):
+        Detector(coco_model, device="cpu", rect=True)
 
 
 def test_model_without_metadata_uses_configured_names(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from onnx import numpy_helper
 
 from agent_support import make_clip
 from conftest import FIXTURES, free_port
+from dynamic_model import red_box_model
 from edge_agent.config import CameraConfig, ConfigError, ModelConfig, PerformanceConfig, parse_config
 from edge_agent.detection import Detector
 from edge_agent.messages import STATS_SCHEMA
@@ -152,6 +153,50 @@ def test_batched_inference_gives_each_camera_its_own_output(tmp_path: Path, fram
         for img, out in zip(work[c], results[c]):
             alone = det.infer(det.preprocess(img)[0])
             assert out.shape == alone.shape
+            np.testing.assert_allclose(out, alone, rtol=0, atol=1e-4 * float(np.abs(alone).max()))
+
+
+def test_a_batch_holds_frames_of_one_shape(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    """Rect input shapes: cameras of different frame sizes give tensors of different shapes. A batch
+    takes the first camera's shape; the others wait for a later call, without waiting in vain for a
+    camera whose frames could not join them."""
+    det = Detector(red_box_model(tmp_path / "red_box.onnx"), device="cpu")
+    sched = InferenceScheduler(det, max_batch=2, batch_wait_s=5.0)
+    assert sched.max_batch == 2 and det.rect
+    calls: list[tuple[int, ...]] = []
+    infer = det.infer
+
+    def recording(tensor: np.ndarray, stream: int = 0) -> np.ndarray:
+        calls.append(tensor.shape)
+        return infer(tensor, stream)
+
+    det.infer = recording  # type: ignore[method-assign]
+    cams = ["wide1", "small", "wide2"]  # 768x576 frames (480x640 tensors), 501x333 (448x640), 768x576
+    tensors: dict[str, list[np.ndarray]] = {c: [] for c in cams}
+    outputs: dict[str, list[np.ndarray]] = {c: [] for c in cams}
+    t0 = time.monotonic()
+    try:
+        for i in range(3):
+            for k, c in enumerate(cams):  # each camera's own red box, so that outputs differ
+                img = (frames[i][:333, :501] if c == "small" else frames[i]).copy()
+                img[40 + 20 * k + 5 * i:120 + 20 * k, 60 + 50 * k:160 + 50 * k + 7 * i] = (0, 0, 255)
+                tensors[c].append(det.preprocess(img)[0])
+            with sched._cond:  # all three cameras' frames wait together
+                tickets = [sched.submit(c, tensors[c][i]) for c in cams]
+            for c, t in zip(cams, tickets, strict=True):
+                assert t.done.wait(30), f"{c}'s frame {i} never came back: {calls}"
+                outputs[c].append(t.wait().output)
+    finally:
+        sched.close()
+    elapsed = time.monotonic() - t0
+    # turn order: wide1, small, wide2; small runs alone, and wide2 joins wide1 in its place
+    assert calls == [(2, 3, 480, 640), (1, 3, 448, 640)] * 3
+    # small never waited for a wide camera expected back soon (5 s each time it did)
+    assert elapsed < 4.0, elapsed
+    for c in cams:
+        for tensor, out in zip(tensors[c], outputs[c], strict=True):
+            alone = infer(tensor)
+            assert out.shape == alone.shape and float(alone[0, 4].max()) == 1.0  # it found the box
             np.testing.assert_allclose(out, alone, rtol=0, atol=1e-4 * float(np.abs(alone).max()))
 
 

@@ -4,7 +4,9 @@ The only module that imports onnxruntime. Pre- and post-processing follow
 Ultralytics' predictor for a fixed-shape ONNX model (centred letterbox padded
 with grey 114, linear resize, class-aware NMS), so the same file gives the
 same boxes here as in Ultralytics; tests check that against fixtures that
-Ultralytics itself produced.
+Ultralytics itself produced. A model with dynamic height and width is run, as
+Ultralytics runs it, at the frame's aspect padded only to the stride ("rect"
+shapes): a 768x576 frame becomes 640x480 instead of 640x640.
 """
 
 from __future__ import annotations
@@ -54,12 +56,24 @@ class Letterbox:
     pad_y: int
 
 
-def letterbox(image: npt.NDArray[np.uint8], size: tuple[int, int]) -> tuple[npt.NDArray[np.uint8], Letterbox]:
-    """Resize keeping aspect ratio and pad to ``size`` = (height, width), centred."""
+def _fitted(frame_hw: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of a frame of ``frame_hw`` resized, keeping its aspect ratio, to fit in ``size``."""
+    h, w = frame_hw
+    gain = min(size[0] / h, size[1] / w)
+    return max(round(h * gain), 1), max(round(w * gain), 1)
+
+
+def letterbox(image: npt.NDArray[np.uint8], size: tuple[int, int],
+              shape: tuple[int, int] | None = None) -> tuple[npt.NDArray[np.uint8], Letterbox]:
+    """Resize keeping aspect ratio to fit in ``size`` = (height, width) and pad, centred, to ``shape``.
+
+    ``shape`` (default ``size``) is at least the resized frame: for rect shapes it is smaller than
+    ``size`` (see :meth:`Detector.input_shape_for`), while the resize still follows ``size``, so that
+    rounding in the padded side cannot change the gain.
+    """
     h, w = image.shape[:2]
-    th, tw = size
-    gain = min(th / h, tw / w)
-    nw, nh = max(round(w * gain), 1), max(round(h * gain), 1)
+    th, tw = shape or size
+    nh, nw = _fitted((h, w), size)
     if (nw, nh) != (w, h):
         image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     dw, dh = (tw - nw) / 2, (th - nh) / 2
@@ -123,23 +137,28 @@ class Detector:
         iou: NMS IoU threshold.
         classes: class names to keep (None: all).
         names: class names for a model without Ultralytics metadata.
-        input_size: (height, width) for a model with dynamic input.
+        input_size: (height, width) for a model with dynamic input; with rect shapes the largest input.
         device: ``auto``, ``cpu``, ``cuda``, ``tensorrt`` or ``openvino``.
         threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
         inter_op_threads: ONNX Runtime inter-op threads (None: ONNX Runtime's default).
         spinning: let ONNX Runtime's threads busy-wait between operators (None: ONNX Runtime's
             default, which spins). Spinning threads take cores from any other work on the box.
+        rect: letterbox each frame to its own aspect, padded only up to a multiple of the stride
+            (Ultralytics' ``LetterBox(auto=True)``), instead of to the whole ``input_size``. Needs dynamic
+            input height and width; None: whenever the model has them.
 
     Raises:
         FileNotFoundError: the file does not exist.
         UnsupportedModelError: the file is not an ONNX YOLO model of a known layout.
-        ValueError: a class name in ``classes`` is unknown to the model.
+        ValueError: a class name in ``classes`` is unknown to the model, or ``rect`` is asked of a
+            model with a fixed input height or width.
     """
 
     def __init__(self, model_path: str | os.PathLike[str], confidence: float = 0.25, iou: float = 0.7,
                  classes: Sequence[str] | None = None, names: Sequence[str] | None = None,
                  input_size: int | tuple[int, int] | None = None, device: str = "auto",
-                 threads: int | None = None, inter_op_threads: int | None = None, spinning: bool | None = None):
+                 threads: int | None = None, inter_op_threads: int | None = None, spinning: bool | None = None,
+                 rect: bool | None = None):
         if not 0.0 <= confidence <= 1.0:
             raise ValueError(f"confidence must be in [0, 1], got {confidence}")
         if not 0.0 < iou <= 1.0:
@@ -178,6 +197,9 @@ class Detector:
         self._batch_dim = inputs[0].shape[0]
         self._batch_ok: bool | None = None
         self.input_size = self._input_size(inputs[0].shape, input_size)
+        self.rect = self._rect(inputs[0].shape, rect)
+        stride = self.metadata.get("stride", "")  # Ultralytics writes the largest stride, e.g. "32"
+        self.stride = int(stride) if stride.isdigit() and int(stride) > 0 else 32
         meta_names = _parse_names(self.metadata.get("names", ""))
         self.names: list[str] = list(names) if names else (meta_names or [])
         self.task = self.metadata.get("task", "detect")
@@ -221,12 +243,34 @@ class Detector:
             return int(imgsz[0]), int(imgsz[1])
         return 640, 640
 
+    def _rect(self, shape: Sequence[Any], wanted: bool | None) -> bool:
+        h, w = shape[2], shape[3]
+        dynamic = not (isinstance(h, int) and h > 0) and not (isinstance(w, int) and w > 0)
+        if wanted and not dynamic:
+            raise ValueError(f"{self.path}: rect input shapes need a model with dynamic input height and width; "
+                             f"its input is fixed at [{', '.join(str(d) for d in shape)}]")
+        return dynamic if wanted is None else wanted
+
     def _blank(self) -> npt.NDArray[np.floating]:
         return np.zeros((1, 3, *self.input_size), self.input_dtype)
 
+    def input_shape_for(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """Network input (height, width) for a frame of ``frame_hw`` = (height, width).
+
+        ``input_size``, or with rect shapes the frame resized to fit in it and padded by the rest
+        of ``input_size`` modulo the stride: up to the next multiple of the stride, as Ultralytics
+        does for a dynamic-shape model. Fewer pixels to infer ((480, 640) instead of (640, 640) for
+        a 4:3 frame), and frames of one size always get one shape.
+        """
+        if not self.rect:
+            return self.input_size
+        th, tw = self.input_size
+        nh, nw = _fitted(frame_hw, self.input_size)
+        return nh + (th - nh) % self.stride, nw + (tw - nw) % self.stride
+
     def preprocess(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.floating], Letterbox]:
-        """BGR frame -> (1, 3, H, W) RGB tensor in [0, 1] and the letterbox used."""
-        padded, lb = letterbox(image, self.input_size)
+        """BGR frame -> (1, 3, H, W) RGB tensor in [0, 1] and the letterbox used (H, W: :meth:`input_shape_for`)."""
+        padded, lb = letterbox(image, self.input_size, self.input_shape_for(image.shape[:2]))
         blob = np.empty((1, 3, *padded.shape[:2]), np.float32)
         # one contiguous plane at a time (BGR -> RGB by plane order): about half the time of dividing a
         # strided view; divide (not multiply by 1/255): bit-identical to Ultralytics' preprocessing
@@ -303,7 +347,8 @@ class Detector:
 
     def describe(self) -> str:
         return (f"{self.path.name}: {self.spec.layout.value} layout, {len(self.names)} classes, input "
-                f"{self.input_size[0]}x{self.input_size[1]} {np.dtype(self.input_dtype).name}, "
+                f"{self.input_size[0]}x{self.input_size[1]}{' at most (rect)' if self.rect else ''} "
+                f"{np.dtype(self.input_dtype).name}, "
                 f"providers {', '.join(self.providers)}")
 
 
