@@ -93,7 +93,8 @@ def main() -> int:
     c3 = time.thread_time()
     n = len(images)
     h, w = det.input_shape_for(images[0].shape[:2])
-    print(f"{det.path.name}, input {h}x{w}, {n} frames of {Path(str(cam.source)).name}, one thread, nothing else running")
+    video = Path(str(cam.source)).name
+    print(f"{det.path.name}, input {h}x{w}, {n} frames of {video}, one thread, nothing else running")
     print(f"CPU ms per frame: decode {1000 * (c1 - c0) / n:.2f}, preprocess {1000 * (c2 - c1) / n:.2f} "
           f"(the prefetch thread's work); postprocess to interval record {1000 * (c3 - c2) / n:.2f} "
           "(the camera thread's work)")
