@@ -153,7 +153,8 @@ class ModelConfig(Section):
     names: list[str] | None = Field(None, min_length=1,
                                     description="class names for a model without Ultralytics metadata")
     device: Device = "auto"
-    threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads; default: cores")
+    threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads per inference "
+                                                                   "stream; default: cores / performance.streams")
 
     @field_validator("input_size")
     @classmethod
