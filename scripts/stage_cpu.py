@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -63,12 +66,12 @@ def main() -> int:
                    "cpu", 1, 1, False, rect=m.rect)
     cv2.setNumThreads(1)
     cap = cv2.VideoCapture(str(cam.source))
-    images = []
+    images: list[npt.NDArray[np.uint8]] = []
     while len(images) < a.frames:
         ok, img = cap.read()
         if not ok:
             break
-        images.append(img)
+        images.append(np.asarray(img, np.uint8))
     cap.release()
     prepared = [det.preprocess(img) for img in images]
     outputs = [det.infer(tensor) for tensor, _ in prepared]
