@@ -10,7 +10,8 @@ says so), but the counters only need to know that two tracks were one vehicle.
 
 :class:`Stitcher` gives a new track the id of a track that stopped being reported
 at most ``max_gap_s`` earlier when both have the same class, similar sizes (area
-within a factor of 3), and the new box's centre is on the old one's way: near the
+within a factor of 4: a vehicle is often found again while still half behind what hid
+it), and the new box's centre is on the old one's way: near the
 path from where it was last seen to where it would be by now at its last velocity
 (it may have braked or begun to turn while hidden), within ``gate`` times the new
 box's larger side plus half the distance the old track would have travelled in the
@@ -32,6 +33,7 @@ import numpy as np
 
 from edge_agent.types import Tracks
 
+MAX_AREA_RATIO = 4.0  # a box half as wide and half as high: the vehicle still half behind what hid it
 KEEP_S = 5.0  # a tracker id is remembered this long after its last report (the tracker keeps lost tracks ~1 s)
 
 
@@ -57,7 +59,7 @@ class Stitcher:
         gate: distance allowed beside the old track's path, in sizes of the new box.
     """
 
-    def __init__(self, max_gap_s: float = 1.5, gate: float = 1.0):
+    def __init__(self, max_gap_s: float = 2.0, gate: float = 1.0):
         if max_gap_s < 0 or gate < 0:
             raise ValueError(f"max_gap_s and gate must be >= 0, got {max_gap_s} and {gate}")
         self.max_gap_s = max_gap_s
@@ -125,7 +127,7 @@ class Stitcher:
             if moving and np.hypot(last.vx, last.vy) > 0.5 * max(last.w, last.h) and vx * last.vx + vy * last.vy <= 0:
                 continue  # both moving, in directions more than 90 degrees apart: another vehicle
             ratio = (w * h) / max(last.w * last.h, 1e-9)
-            if not 1 / 3 <= ratio <= 3:
+            if not 1 / MAX_AREA_RATIO <= ratio <= MAX_AREA_RATIO:
                 continue
             gap = ts - last.ts
             d = _to_path(cx, cy, last, gap)
