@@ -15,7 +15,10 @@ crossing. Sides are decided with a dead band of ``hysteresis_px`` around the
 line: inside it a track keeps the side it had, so a box wobbling on the line
 does not flip back and forth. A track is not counted twice in the same
 direction in a row: it is counted again only after a crossing the other way
-(someone walking back and forth over the line is counted every time). A track
+(someone walking back and forth over the line is counted every time), except
+that a vehicle is not counted back over a line within ``reverse_s`` of being
+counted over it: vehicles do not reverse over a line, but their boxes do, when
+one is partly hidden behind another vehicle and its bottom edge moves back. A track
 first seen inside the dead band, or first seen already on a side, is never
 counted until it crosses.
 
@@ -31,7 +34,7 @@ pruned, so memory is bounded by the tracks of the last few seconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +78,7 @@ class _TrackState:
     ts: float            # when it was there
     reported: float      # when the tracker last reported the track
     last_counted: Direction | None = None
+    counted_ts: float = -np.inf  # when last_counted was counted
 
 
 class LineCounter:
@@ -89,17 +93,23 @@ class LineCounter:
         anchor: box point tested against the line.
         hysteresis_px: half-width of the dead band around the line.
         forget_s: a track not reported for this long is forgotten.
+        reverse_s: a track of ``no_reverse`` classes is not counted back over the line this soon after it was
+            counted over it (0: off).
+        no_reverse: class names that do not reverse over a line (vehicles).
     """
 
     def __init__(self, line_id: str, p1: Sequence[float], p2: Sequence[float], in_side: str,
                  camera_id: str, class_names: Sequence[str], anchor: Anchor = Anchor.BOTTOM_CENTER,
-                 hysteresis_px: float = 3.0, forget_s: float = 2.0):
+                 hysteresis_px: float = 3.0, forget_s: float = 2.0, reverse_s: float = 0.0,
+                 no_reverse: Collection[str] = ()):
         if in_side not in ("left", "right"):
             raise ValueError(f"in_side must be 'left' or 'right', got {in_side!r}")
         if tuple(p1) == tuple(p2):
             raise ValueError(f"line {line_id!r}: p1 and p2 are the same point {list(p1)}")
         if hysteresis_px < 0:
             raise ValueError(f"hysteresis_px must be >= 0, got {hysteresis_px}")
+        if reverse_s < 0:
+            raise ValueError(f"reverse_s must be >= 0, got {reverse_s}")
         self.line_id = line_id
         self.p1 = np.asarray(p1, np.float64)
         self.p2 = np.asarray(p2, np.float64)
@@ -109,6 +119,8 @@ class LineCounter:
         self.anchor = anchor
         self.hysteresis = float(hysteresis_px)
         self.forget_s = float(forget_s)
+        self.reverse_s = float(reverse_s)
+        self.no_reverse = frozenset(no_reverse)
         self._state: dict[int, _TrackState] = {}
 
     def __len__(self) -> int:
@@ -143,10 +155,12 @@ class LineCounter:
             st = found
             if side != st.side and through[i]:
                 direction = Direction.IN if side == self.in_sign else Direction.OUT
-                if st.last_counted != direction:
-                    st.last_counted = direction
-                    k = int(tracks.class_id[seen][i])
-                    name = self.class_names[k] if 0 <= k < len(self.class_names) else f"class{k}"
+                k = int(tracks.class_id[seen][i])
+                name = self.class_names[k] if 0 <= k < len(self.class_names) else f"class{k}"
+                backed = (st.last_counted is not None and name in self.no_reverse
+                          and ts - st.counted_ts < self.reverse_s)  # its box moved back, not the vehicle
+                if st.last_counted != direction and not backed:
+                    st.last_counted, st.counted_ts = direction, ts
                     d0 = float(side_of(self.p1, self.p2, st.point[None])[0])
                     at = st.ts + (ts - st.ts) * d0 / (d0 - dist[i]) if d0 != dist[i] else ts
                     events.append(CrossingEvent(self.camera_id, self.line_id, tid, name, direction,

@@ -138,3 +138,23 @@ def test_constructor_validation() -> None:
         LineCounter("L", (0, 0), (1, 1), "up", "cam", NAMES)
     with pytest.raises(ValueError, match="same point"):
         LineCounter("L", (3, 3), (3, 3), "left", "cam", NAMES)
+    with pytest.raises(ValueError, match="reverse_s must be >= 0, got -1"):
+        LineCounter("L", (0, 0), (1, 1), "left", "cam", NAMES, reverse_s=-1)
+
+
+def test_a_vehicle_is_not_counted_back_over_a_line_soon_after_crossing_it() -> None:
+    """A bus crosses in; 1 s later, half hidden behind a truck, its box's bottom edge moves back over the
+    line (seed 13 of the synthetic clips). A person walking back is counted; so is a bus after 2 s.
+    The anchor crosses at 1 s, back at 1 s + ``every_s``, and again at 1 s + 2 ``every_s``."""
+    def counted(cls: int, every_s: float) -> list[tuple[int, str, str]]:
+        counter = LineCounter("L", (100, 100), (300, 100), "right", "cam", NAMES, reverse_s=2.0,
+                              no_reverse={"car", "bus"})
+        path = [(0.0, 80.0), (1.0, 120.0), (1.0 + every_s, 80.0), (1.0 + 2 * every_s, 120.0)]
+        events = []
+        for t, y in path:
+            events += counter.update(tracks({1: (200, y, cls)}), t)
+        return [(e.track_id, e.direction.value, e.class_name) for e in events]
+
+    assert counted(2, 1.0) == [(1, "in", "bus")]  # back out, and in again: still the one crossing
+    assert counted(0, 1.0) == [(1, "in", "person"), (1, "out", "person"), (1, "in", "person")]
+    assert counted(2, 2.5) == [(1, "in", "bus"), (1, "out", "bus"), (1, "in", "bus")]

@@ -133,3 +133,19 @@ def test_a_vehicle_found_again_half_hidden_is_joined() -> None:
     assert found(9, 9) == [2]
     assert found(20, 20, after_s=1.9) == [1]  # hidden for up to 2 s by default
     assert found(20, 20, after_s=2.1) == [2]
+
+
+def test_a_new_track_on_a_vehicle_whose_old_track_still_coasts_takes_it_over() -> None:
+    """The tracker starts track 2 on a bus while track 1, which lost it, still coasts: track 2 takes
+    id 1 and track 1 is left out while it coasts. Matched to a detection again, it is a vehicle of
+    its own, and track 2 goes back to its own id."""
+    s = Stitcher()
+    s.update(moving({1: (200, 160, CAR, -50.0)}), 0.0)
+    coast = replace(moving({1: (200, 150, CAR, -50.0)}), det_index=np.array([-1]))
+    s.update(coast, 0.1)
+    both = replace(moving({1: (200, 145, CAR, -50.0), 2: (203, 143, CAR, -50.0)}), det_index=np.array([-1, 0]))
+    got = s.update(both, 0.2)
+    assert got.track_id.tolist() == [1] and got.det_index.tolist() == [0]  # track 2's row, under id 1
+    assert s.update(both, 0.3).track_id.tolist() == [1]
+    back = s.update(moving({1: (200, 140, CAR, -50.0), 2: (203, 135, CAR, -50.0)}), 0.4)
+    assert sorted(back.track_id.tolist()) == [1, 2]

@@ -53,7 +53,8 @@ class CameraAnalytics:
         st = cfg.statistics
         self.kinematics = Kinematics(self.plane, st.speed_window_s, Anchor.BOTTOM_CENTER, st.motion_window_s)
         self.counters = [LineCounter(line.id, line.p1, line.p2, line.in_side, cam.id, self.names, line.anchor,
-                                     line.hysteresis_px) for line in cam.lines]
+                                     line.hysteresis_px, reverse_s=st.reverse_s, no_reverse=st.vehicle_classes)
+                         for line in cam.lines]
         lines = {line.id: line for line in cam.lines}
         self.zones = [ZoneMonitor(z, cam.id, self.names, st.vehicle_classes, st, cfg.events, self.plane,
                                   lines.get(z.stop_line) if z.stop_line else None) for z in cam.zones]

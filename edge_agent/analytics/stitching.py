@@ -21,6 +21,13 @@ another one just left it is not that car. Among several candidates the closest o
 downstream (line counters, speeds, zones, movements) then sees one id. The
 tracks the tracker reports (and its benchmark) are unchanged.
 
+The tracker may also start the new track while it still reports the old one, coasting
+on its prediction without a detection (a bus drifting out from behind a truck: the
+old track follows the truck's edge for a few frames while a new one starts on the
+bus). A coasting track is a candidate too; when the new track takes its id, the old
+tracker id is *superseded*: it is left out of the counters for as long as it coasts,
+and becomes a vehicle of its own again only if a detection is matched to it.
+
 Two tracks never get one id at once: if the tracker finds the old track again while
 the new one that took its id is still reported, the new one goes back to its own id.
 """
@@ -68,16 +75,22 @@ class Stitcher:
         self._known: dict[int, float] = {}  # tracker id -> when it was last reported
         self._last: dict[int, _Last] = {}   # counting id -> last seen
         self.stitched = 0                   # tracks given an earlier track's id, all told
+        self._superseded: set[int] = set()  # coasting tracker ids whose vehicle a new track took over
 
     def update(self, tracks: Tracks, ts: float) -> Tracks:
         """The frame's tracks with counting ids (the same object as before when a track was re-found)."""
         if self.max_gap_s <= 0:
             return tracks
         raw = tracks.track_id.tolist()
+        seen = tracks.det_index >= 0
+        self._superseded -= {tid for i, tid in enumerate(raw) if seen[i]}  # matched again: a vehicle after all
         # lost: not reported in this frame. A track still reported (coasting) in the previous frame counts:
         # the tracker may drop it in the very frame it starts a new track on the same vehicle.
-        here = {self._alias.get(tid, tid) for tid in raw if tid in self._known}
+        here = {self._alias.get(tid, tid) for tid in raw if tid in self._known and tid not in self._superseded}
         lost = {cid: last for cid, last in self._last.items() if cid not in here and ts - last.ts <= self.max_gap_s}
+        coasting = {self._alias.get(tid, tid): tid for i, tid in enumerate(raw)
+                    if tid in self._known and not seen[i] and tid not in self._superseded}
+        lost.update({cid: self._last[cid] for cid in coasting if cid in self._last})
         box = tracks.xyxy.astype(np.float64)
         out: list[int] = []
         for i, tid in enumerate(raw):
@@ -86,8 +99,19 @@ class Stitcher:
                 if target is not None:
                     self._alias[tid] = target
                     del lost[target]
+                    if target in coasting:
+                        self._superseded.add(coasting[target])
                     self.stitched += 1
             out.append(self._alias.get(tid, tid))
+        for tid in raw:
+            self._known[tid] = ts
+        if self._superseded & set(raw):
+            keep = np.array([tid not in self._superseded for tid in raw])
+            tracks = Tracks(tracks.track_id[keep], tracks.xyxy[keep], tracks.confidence[keep],
+                            tracks.class_id[keep], tracks.det_index[keep], tracks.velocity[keep])
+            raw = tracks.track_id.tolist()
+            out = [cid for cid, k in zip(out, keep) if k]
+            box, seen = box[keep], seen[keep]
         if len(set(out)) < len(out):  # the old track is back while the one that took its id is still here
             own = set(raw)
             for i, tid in enumerate(raw):
@@ -95,7 +119,6 @@ class Stitcher:
                     del self._alias[tid]
                     out[i] = tid
         ids = np.asarray(out, np.int64)
-        seen = tracks.det_index >= 0
         for i, cid in enumerate(out):
             if seen[i]:
                 (x1, y1, x2, y2), (vx, vy) = box[i], tracks.velocity[i]
@@ -104,13 +127,12 @@ class Stitcher:
         present = set(out)
         for cid in [c for c, last in self._last.items() if ts - last.ts > self.max_gap_s and c not in present]:
             del self._last[cid]
-        for tid in raw:
-            self._known[tid] = ts
         # a tracker id not reported for a while is gone for good (the tracker never reuses ids)
         keep_s = self.max_gap_s + KEEP_S
         for tid in [t for t, last_ts in self._known.items() if ts - last_ts > keep_s]:
             del self._known[tid]
             self._alias.pop(tid, None)
+            self._superseded.discard(tid)
         return tracks if ids.tolist() == raw else replace(tracks, track_id=ids)
 
     def _match(self, box: np.ndarray, velocity: np.ndarray, class_id: int, ts: float,
