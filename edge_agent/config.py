@@ -383,6 +383,12 @@ class StatisticsConfig(Section):
     motion_window_s: float = Field(1.0, gt=0, le=30,
                                    description="current speed (queues, stopped and wrong-way vehicles): fitted "
                                                "over the last this many seconds")
+    vehicle_size_m: dict[str, tuple[float, float, float]] = Field(
+        default_factory=lambda: {"car": (4.5, 1.8, 1.5), "motorcycle": (2.1, 0.8, 1.4), "bicycle": (1.8, 0.6, 1.6),
+                                 "bus": (11.0, 2.5, 3.1), "truck": (8.0, 2.45, 3.2)},
+        description="typical length, width and height in metres per class: with a calibration, speeds are "
+                    "fitted to the centre of the vehicle's road footprint rather than its box's bottom-centre, "
+                    "which slides along a passing vehicle; {} turns it off")
     speed_bins_kmh: list[float] = Field(
         default_factory=lambda: [float(b) for b in DEFAULT_SPEED_BINS_KMH],
         min_length=2, description="edges of the speed histogram, increasing; the last bin is open-ended")

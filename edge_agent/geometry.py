@@ -123,6 +123,101 @@ class GroundPlane:
         return float(np.sqrt(np.mean(self.errors_m ** 2)))
 
 
+@dataclass(frozen=True)
+class PinholeCamera:
+    """The camera behind a ground-plane calibration: metres (X, Y, height) -> image pixels.
+
+    A homography from the road to the image is ``K [r1 r2 t]`` for a pinhole camera with
+    intrinsics ``K`` and pose ``[r1 r2 r3 | t]``. With square pixels and the principal point at the
+    image centre (true of most CCTV cameras to a few per cent), the two conditions on ``r1`` and
+    ``r2`` (orthogonal, of equal length) give the focal length, and with it the whole camera: the
+    height above the road of any point can then be projected too. The calibration's four or more
+    point pairs are all it needs; :meth:`from_plane` returns None when the homography is not that of
+    such a camera (the two conditions disagree by more than ``tol``), and nothing uses a camera then.
+
+    Attributes:
+        projection: (3, 4) matrix: ``[X, Y, Z, 1]`` (ground metres, Z up) -> homogeneous pixels.
+        focal_px: focal length in pixels.
+        position: (3,) camera position: ground X, Y and height in metres.
+    """
+
+    projection: F64
+    focal_px: float
+    position: F64
+
+    @classmethod
+    def from_plane(cls, plane: GroundPlane, width: int, height: int, tol: float = 0.05) -> PinholeCamera | None:
+        g = plane.h_inv / np.linalg.norm(plane.h_inv)  # ground (X, Y, 1) -> image
+        c = np.array([[1.0, 0.0, -width / 2], [0.0, 1.0, -height / 2], [0.0, 0.0, 1.0]]) @ g
+        (a1, a2), (b1, b2), (c1, c2) = c[0, :2], c[1, :2], c[2, :2]
+        # with m_i = (a_i / f, b_i / f, c_i): m1 . m2 = 0 and |m1| = |m2|, linear in 1 / f^2
+        lhs = np.array([a1 * a2 + b1 * b2, a1 * a1 + b1 * b1 - a2 * a2 - b2 * b2])
+        rhs = np.array([-c1 * c2, c2 * c2 - c1 * c1])
+        inv_f2 = float(lhs @ rhs) / max(float(lhs @ lhs), 1e-300)
+        if not inv_f2 > 0:
+            return None
+        f = 1.0 / np.sqrt(inv_f2)
+        k = np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+        m = np.linalg.inv(k) @ g
+        n1, n2 = np.linalg.norm(m[:, 0]), np.linalg.norm(m[:, 1])
+        cos = abs(float(m[:, 0] @ m[:, 1])) / (n1 * n2)
+        if abs(n1 - n2) / max(n1, n2) > tol or cos > tol:
+            return None
+        scale = 2.0 / (n1 + n2)
+        r1, r2, t = m[:, 0] * scale, m[:, 1] * scale, m[:, 2] * scale
+        if t[2] < 0:  # the road in front of the camera
+            r1, r2, t = -r1, -r2, -t
+        r3 = np.cross(r1, r2)
+        if r3 @ t > 0:  # "up" points from the road towards the camera, whatever the handedness of X, Y
+            r3 = -r3
+        rt = np.column_stack([r1, r2, r3, t])
+        position = -np.linalg.solve(rt[:, :3], t)
+        return cls(projection=k @ rt, focal_px=float(f), position=position)
+
+    def project(self, pts: npt.ArrayLike) -> F64:
+        """(..., 3) ground metres with height -> (..., 2) pixels."""
+        p = np.asarray(pts, np.float64)
+        q = p @ self.projection[:, :3].T + self.projection[:, 3]
+        return q[..., :2] / q[..., 2:3]  # type: ignore[no-any-return]
+
+    def footprint_centres(self, plane: GroundPlane, anchors: npt.ArrayLike, heading: npt.ArrayLike,
+                          size: npt.ArrayLike, iterations: int = 3) -> F64:
+        """Where on the road vehicles are, from their boxes' bottom-centres.
+
+        A box's bottom-centre is not a fixed point of the vehicle: the box spans the vehicle's front
+        or back and its roof as the camera sees it, so as a vehicle passes, its bottom-centre slides
+        along it by up to its length. Speeds from it are off by several per cent (about 4 % low for a
+        car driving past the synthetic camera). Given each vehicle's heading (radians, ground frame)
+        and size (length, width, height in metres), this finds the centre of the road footprint whose
+        box, projected and boxed as the detector boxes it, has its bottom-centre at the observed one.
+
+        Args:
+            plane: the calibration (image <-> road).
+            anchors: (n, 2) box bottom-centres on the road, metres.
+            heading: (n,) direction of travel on the road, radians.
+            size: (n, 3) length, width and height in metres.
+
+        Returns:
+            (n, 2) footprint centres, metres.
+        """
+        a = np.asarray(anchors, np.float64).reshape(-1, 2)
+        hd = np.asarray(heading, np.float64).reshape(-1)
+        dims = np.asarray(size, np.float64).reshape(-1, 3)
+        along = np.stack([np.cos(hd), np.sin(hd)], axis=1)
+        across = np.stack([-along[:, 1], along[:, 0]], axis=1)
+        signs = np.array([(sl, sw, sz) for sl in (-0.5, 0.5) for sw in (-0.5, 0.5) for sz in (0.0, 1.0)])
+        corner_xy = (signs[None, :, 0:1] * dims[:, None, 0:1] * along[:, None, :]
+                     + signs[None, :, 1:2] * dims[:, None, 1:2] * across[:, None, :])   # (n, 8, 2)
+        corner_z = signs[None, :, 2] * dims[:, None, 2]                                 # (n, 8)
+        centre = a.copy()
+        for _ in range(iterations):
+            xyz = np.concatenate([centre[:, None, :] + corner_xy, corner_z[..., None]], axis=2)
+            uv = self.project(xyz)
+            bottom = np.stack([(uv[..., 0].min(axis=1) + uv[..., 0].max(axis=1)) / 2, uv[..., 1].max(axis=1)], axis=1)
+            centre = centre + (a - plane.to_ground(bottom))
+        return centre
+
+
 def _rank_deficient(pts: F64, tol: float) -> bool:
     """All points within ``tol`` of one straight line."""
     c = pts - pts.mean(axis=0)

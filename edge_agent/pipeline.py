@@ -236,8 +236,9 @@ class CameraPipeline:
 
     def _after_detect(self, frame: Frame, detections: Detections, inf_ms: float, dropped: int) -> None:
         """Everything downstream of the detector for one frame: track, count, aggregate, publish."""
-        tracks = self.tracker.update(detections, frame.ts, frame_size=(frame.image.shape[1], frame.image.shape[0]))
-        fe = self.analytics.update(tracks, frame.ts, detections)
+        size = (frame.image.shape[1], frame.image.shape[0])
+        tracks = self.tracker.update(detections, frame.ts, frame_size=size)
+        fe = self.analytics.update(tracks, frame.ts, detections, size)
         events = list(fe.crossings)
         m, cid = self.metrics, self.cam.id
         m.frames.labels(cid).inc()

@@ -51,7 +51,8 @@ class CameraAnalytics:
         self.names = list(class_names)
         self.plane = cam.calibration.plane() if cam.calibration is not None else None
         st = cfg.statistics
-        self.kinematics = Kinematics(self.plane, st.speed_window_s, Anchor.BOTTOM_CENTER, st.motion_window_s)
+        sizes = {self.names.index(k): v for k, v in st.vehicle_size_m.items() if k in self.names}
+        self.kinematics = Kinematics(self.plane, st.speed_window_s, Anchor.BOTTOM_CENTER, st.motion_window_s, sizes)
         self.counters = [LineCounter(line.id, line.p1, line.p2, line.in_side, cam.id, self.names, line.anchor,
                                      line.hysteresis_px, reverse_s=st.reverse_s, no_reverse=st.vehicle_classes)
                          for line in cam.lines]
@@ -81,15 +82,17 @@ class CameraAnalytics:
         self._pending = keep
         return out
 
-    def update(self, tracks: Tracks, ts: float, detections: Detections | None = None) -> FrameEvents:
-        """Feed one frame's tracks (call every processed frame, even with none).
+    def update(self, tracks: Tracks, ts: float, detections: Detections | None = None,
+               frame_size: tuple[int, int] | None = None) -> FrameEvents:
+        """Feed one frame's tracks (call every processed frame, even with none); ``frame_size`` is
+        (width, height), for the camera that the calibration implies (vehicle footprints).
 
         With a calibration, a crossing is reported once its track has been
         seen half a speed window past the line (its speed is fitted on a
         window centred on the crossing); its ``ts`` stays the crossing time.
         """
         tracks = self.stitcher.update(tracks, ts)  # a track re-found after an occlusion keeps its id
-        motion = self.kinematics.update(tracks, ts, detections)
+        motion = self.kinematics.update(tracks, ts, detections, frame_size)
         counted = self.parts.update(tracks, ts)  # a box on a part of a vehicle (a truck's cab) is not counted
         new = [e for c in self.counters for e in c.update(counted, ts)]
         live = set(tracks.track_id.tolist())

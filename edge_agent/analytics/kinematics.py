@@ -17,6 +17,16 @@ speed at a line crossing is fitted over ``window_s``
 past it: a trailing window lags by half its length, which on a vehicle braking
 for or accelerating out of a junction is several km/h.
 
+With a calibration and the frame size, the positions fitted are not the boxes'
+bottom-centres but the vehicles' footprint centres
+(:meth:`edge_agent.geometry.PinholeCamera.footprint_centres`, from the camera the
+calibration implies, the vehicle's class size and its heading): a box's
+bottom-centre slides along a vehicle as the camera sees it from the front, the
+side and then the back, which takes several per cent off its speed. A track's
+positions get that correction from the first frame it moves faster than
+``MIN_HEADING_MPS`` (its heading is known then), its earlier ones at that moment
+too, so one window never mixes the two kinds of point.
+
 Without a calibration the same is done in image pixels; speeds are then in
 px/s, and no km/h figure is reported anywhere.
 """
@@ -29,12 +39,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.geometry import GroundPlane
+from edge_agent.geometry import GroundPlane, PinholeCamera
 from edge_agent.types import Anchor, Detections, Tracks, anchor_points
 
 MIN_SPAN_FRACTION = 0.3  # a fit needs points spanning at least this share of the window
 MS_TO_KMH = 3.6
 KEEP_WINDOWS = 2.0  # history kept, in windows (a crossing's centred window reaches back half of one)
+MIN_HEADING_MPS = 1.0  # a vehicle's heading is taken from its fitted velocity when faster than this
 
 
 @dataclass(frozen=True)
@@ -112,32 +123,45 @@ class Kinematics:
         window_s: length of the centred window of a crossing's speed, seconds.
         trailing_s: length of the trailing window of the current velocity, seconds.
         anchor: box point that touches the road.
+        sizes: class id -> (length, width, height) in metres of the vehicles whose footprint centre is
+            fitted instead of their bottom-centre (with a calibration, the bottom-centre anchor and the
+            frame size); empty: none.
     """
 
     def __init__(self, plane: GroundPlane | None, window_s: float = 2.0, anchor: Anchor = Anchor.BOTTOM_CENTER,
-                 trailing_s: float = 1.0):
+                 trailing_s: float = 1.0, sizes: dict[int, tuple[float, float, float]] | None = None):
         if window_s <= 0 or trailing_s <= 0:
             raise ValueError(f"window_s and trailing_s must be > 0, got {window_s} and {trailing_s}")
         self.plane = plane
         self.window_s = float(window_s)
         self.trailing_s = float(trailing_s)
         self.anchor = anchor
-        self._hist: dict[int, deque[tuple[float, float, float]]] = {}
+        self._hist: dict[int, deque[list[float]]] = {}  # per track: [t, x, y, footprint x, footprint y]
         self._velocity: dict[int, npt.NDArray[np.float64]] = {}
+        self._heading: dict[int, float] = {}
+        self.sizes = dict(sizes or {}) if plane is not None and anchor is Anchor.BOTTOM_CENTER else {}
+        self.camera: PinholeCamera | None = None
+        self._frame_size: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self._hist)
 
-    def update(self, tracks: Tracks, ts: float, detections: Detections | None = None) -> Motion:
+    def update(self, tracks: Tracks, ts: float, detections: Detections | None = None,
+               frame_size: tuple[int, int] | None = None) -> Motion:
         """Add the frame's seen positions; return positions and velocities of every reported track.
 
         A track coasting without a detection keeps its last fitted velocity;
-        its position is the tracker's prediction.
+        its position is the tracker's prediction. ``frame_size`` (width, height) lets the camera be
+        recovered from the calibration, for the footprint centres.
         """
+        if frame_size is not None and frame_size != self._frame_size and self.sizes and self.plane is not None:
+            self._frame_size = frame_size
+            self.camera = PinholeCamera.from_plane(self.plane, *frame_size)
         live = set(tracks.track_id.tolist())
         for tid in [t for t in self._hist if t not in live]:
             del self._hist[tid]
             self._velocity.pop(tid, None)
+            self._heading.pop(tid, None)
         pts = tracks.anchors(self.anchor).astype(np.float64)
         if detections is not None and len(detections):
             # a seen track's position is its detection's anchor: the filtered box lags when the box grows
@@ -150,14 +174,18 @@ class Kinematics:
         fresh = np.isfinite(pos).all(axis=1) & (tracks.det_index >= 0)
         since, oldest = ts - self.trailing_s - 1e-9, ts - KEEP_WINDOWS * max(self.window_s, self.trailing_s) - 1e-9
         fit_ids: list[int] = []
-        windows: list[list[tuple[float, float, float]]] = []
+        windows: list[list[list[float]]] = []
         for i, tid in enumerate(ids):
             hist = self._hist.setdefault(tid, deque())
             if fresh[i]:
-                hist.append((ts, float(pos[i, 0]), float(pos[i, 1])))
+                hist.append([ts, float(pos[i, 0]), float(pos[i, 1]), np.nan, np.nan])
                 while hist and hist[0][0] < oldest:
                     hist.popleft()
-                window = [h for h in hist if h[0] >= since]
+        if self.camera is not None:
+            self._footprints(ids, tracks.class_id.tolist(), fresh)
+        for i, tid in enumerate(ids):
+            if fresh[i]:
+                window = [h for h in self._hist[tid] if h[0] >= since]
                 if len(window) >= 2 and window[-1][0] - window[0][0] >= MIN_SPAN_FRACTION * self.trailing_s:
                     fit_ids.append(tid)
                     windows.append(window)
@@ -166,7 +194,7 @@ class Kinematics:
             pts = np.zeros((len(windows), m, 3))
             mask = np.zeros((len(windows), m), bool)
             for k, w in enumerate(windows):
-                pts[k, :len(w)] = w
+                pts[k, :len(w)] = _fitted_points(np.asarray(w))
                 mask[k, :len(w)] = True
             for tid, v in zip(fit_ids, fit_velocities(pts[..., 0], pts[..., 1:], mask)):
                 self._velocity[tid] = v
@@ -177,6 +205,32 @@ class Kinematics:
         if self.plane is not None:
             speed = speed * MS_TO_KMH
         return Motion(position=pos, velocity=vel, speed=speed, calibrated=self.plane is not None)
+
+    def _footprints(self, ids: list[int], classes: list[int], fresh: npt.NDArray[np.bool_]) -> None:
+        """Footprint centres of the fresh positions of vehicles with a known heading, and of all their
+        earlier positions the first time their heading is known."""
+        assert self.camera is not None and self.plane is not None
+        todo: list[list[float]] = []
+        heading: list[float] = []
+        size: list[tuple[float, float, float]] = []
+        for i, tid in enumerate(ids):
+            dims = self.sizes.get(classes[i])
+            if not fresh[i] or dims is None:
+                continue
+            v = self._velocity.get(tid)
+            if v is not None and np.all(np.isfinite(v)) and float(np.hypot(*v)) >= MIN_HEADING_MPS:
+                self._heading[tid] = float(np.arctan2(v[1], v[0]))
+            if tid not in self._heading:
+                continue
+            rows = [h for h in self._hist[tid] if np.isnan(h[3])]  # the new one, or all of them the first time
+            todo += rows
+            heading += [self._heading[tid]] * len(rows)
+            size += [dims] * len(rows)
+        if todo:
+            raw = np.array([h[1:3] for h in todo])
+            centres = self.camera.footprint_centres(self.plane, raw, heading, size)
+            for h, (x, y) in zip(todo, centres.tolist()):
+                h[3], h[4] = x, y
 
     def last_seen(self, track_id: int) -> float | None:
         hist = self._hist.get(track_id)
@@ -193,9 +247,16 @@ class Kinematics:
             return None
         arr = np.asarray(hist)
         half = self.window_s / 2
-        arr = arr[(arr[:, 0] >= t - half - 1e-9) & (arr[:, 0] <= t + half + 1e-9)]
+        arr = _fitted_points(arr[(arr[:, 0] >= t - half - 1e-9) & (arr[:, 0] <= t + half + 1e-9)])
         if len(arr) < 2 or arr[-1, 0] - arr[0, 0] < MIN_SPAN_FRACTION * self.window_s:
             return None
         v = fit_velocity(arr[:, 0], arr[:, 1:])
         speed = float(np.hypot(*v))
         return speed * MS_TO_KMH if self.plane is not None else speed
+
+
+def _fitted_points(rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """(m, 3) t, x, y to fit from (m, 5) history rows: the footprint centres where every row has one."""
+    if len(rows) and np.isfinite(rows[:, 3:5]).all():
+        return rows[:, [0, 3, 4]]
+    return rows[:, :3]
