@@ -184,6 +184,18 @@ def test_a_crossing_takes_the_class_its_track_has_when_its_speed_is_known(tmp_pa
     assert ev.ts == pytest.approx(T0 + 1.0, abs=0.01)   # the crossing time itself is unchanged
 
 
+def test_a_track_that_ends_just_after_the_line_keeps_its_speed(tmp_path: Path) -> None:
+    """The tracker drops the track 0.5 s after the line (it drove behind a bus): the crossing is released
+    then, with the speed of the half window it has (20 px per metre, 3 px per frame at 10 fps = 5.4 km/h)."""
+    doc = base(tmp_path)
+    doc["cameras"][0]["calibration"] = calibration(SQUARE)
+    cfg = load(tmp_path, doc)
+    frames = [{1: (200, 130 - 3 * k, 1)} for k in range(16)] + [{}] * 10
+    _, out = run(cfg, frames)
+    (ev,) = [e for fe in out for e in fe.crossings]
+    assert ev.speed_kmh == pytest.approx(5.4, abs=0.01)
+
+
 # ------------------------------------------------------------------ intervals
 
 

@@ -157,8 +157,11 @@ class Kinematics:
         if frame_size is not None and frame_size != self._frame_size and self.sizes and self.plane is not None:
             self._frame_size = frame_size
             self.camera = PinholeCamera.from_plane(self.plane, *frame_size)
+        # a track no longer reported keeps its history while it may still be asked for the speed of a
+        # crossing it made (released when the track ends) or come back (the stitcher gives it its id again)
         live = set(tracks.track_id.tolist())
-        for tid in [t for t in self._hist if t not in live]:
+        keep_s = KEEP_WINDOWS * max(self.window_s, self.trailing_s)
+        for tid in [t for t, h in self._hist.items() if t not in live and (not h or ts - h[-1][0] > keep_s)]:
             del self._hist[tid]
             self._velocity.pop(tid, None)
             self._heading.pop(tid, None)
