@@ -178,7 +178,8 @@ class PinholeCamera:
         """(..., 3) ground metres with height -> (..., 2) pixels."""
         p = np.asarray(pts, np.float64)
         q = p @ self.projection[:, :3].T + self.projection[:, 3]
-        return q[..., :2] / q[..., 2:3]  # type: ignore[no-any-return]
+        out: F64 = q[..., :2] / q[..., 2:3]
+        return out
 
     def footprint_centres(self, plane: GroundPlane, anchors: npt.ArrayLike, heading: npt.ArrayLike,
                           size: npt.ArrayLike, iterations: int = 3) -> F64:
@@ -196,6 +197,7 @@ class PinholeCamera:
             anchors: (n, 2) box bottom-centres on the road, metres.
             heading: (n,) direction of travel on the road, radians.
             size: (n, 3) length, width and height in metres.
+            iterations: fixed-point steps (the slide changes slowly along the road: 3 are plenty).
 
         Returns:
             (n, 2) footprint centres, metres.
