@@ -11,6 +11,7 @@ metre grid on the road and the calibration points with their errors (see
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 import time
@@ -119,6 +120,26 @@ def calibration_summary(cam: CameraConfig) -> str | None:
             f"max {float(plane.errors_m[worst]):.3f} m (point {worst})")
 
 
+def camera_summary(cam: CameraConfig, width: int, height: int) -> str | None:
+    """The camera that the calibration implies for frames of ``width`` x ``height``, or None without one.
+
+    With one, speeds are fitted to vehicles' road footprints (``PinholeCamera``); without, to their
+    boxes' bottom-centres.
+    """
+    if cam.calibration is None:
+        return None
+    from edge_agent.geometry import PinholeCamera
+
+    pin = PinholeCamera.from_plane(cam.calibration.plane(), width, height)
+    if pin is None:
+        return ("camera: no pinhole camera (square pixels, principal point at the centre) fits the calibration, "
+                "so speeds use the boxes' bottom-centres; check the ground points' scale in x and y")
+    x, y, z = (float(v) for v in pin.position)
+    hfov = 2 * math.degrees(math.atan(width / 2 / pin.focal_px))
+    return (f"camera: {z:.1f} m above the road at ground ({x:.1f}, {y:.1f}) m, horizontal field of view "
+            f"{hfov:.0f} deg, as the calibration implies; speeds are fitted to vehicles' footprints")
+
+
 def snapshot(config: Path | str, camera_id: str | None, out: Path | str, frame: int | None = None,
              grid: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[CameraConfig, tuple[int, int]]:
     """Write the PNG; return the camera and the image size (width, height).
@@ -161,6 +182,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     print(f"camera {cam.id}: {which}, {w}x{h}, {len(cam.lines)} line(s), {len(cam.zones)} zone(s) -> {args.output}")
     summary = calibration_summary(cam)
     print(summary if summary else "calibration: none (no ground grid; speeds and queues in metres need one)")
+    camera = camera_summary(cam, w, h)
+    if camera:
+        print(camera)
     return 0
 
 

@@ -6,11 +6,16 @@ projected through it and boxed as a detector boxes it, with no detector in betwe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from edge_agent.analytics.kinematics import Kinematics
+from edge_agent.config import parse_config
 from edge_agent.geometry import GroundPlane, PinholeCamera
+from edge_agent.snapshot import camera_summary
 from edge_agent.synth.camera import Camera
 from edge_agent.types import Tracks
 
@@ -99,3 +104,23 @@ def test_speed_of_a_passing_car_is_that_of_its_footprint() -> None:
     assert abs(plain / 30 - 1) > 0.02        # the bottom-centre slides back along the car as it passes
     assert fitted == pytest.approx(30, rel=0.005)
     assert drive_past({1: CAR}, None) == plain  # without the frame size, no camera: the plain anchor
+
+
+def test_snapshot_says_what_camera_the_calibration_implies(tmp_path: Path) -> None:
+    """The line `edge-agent snapshot` prints after the calibration's error, from four clicked points."""
+    cam = pole()
+    ground = np.array([[-6.0, -4.0], [6.0, -4.0], [7.0, 9.0], [-5.0, 8.0]])
+    image, _ = cam.project(np.c_[ground, np.zeros(len(ground))])
+
+    def camera_line(scale_y: float) -> str | None:
+        points = [{"image": [round(float(u), 2), round(float(v), 2)], "ground": [float(x), float(y) * scale_y]}
+                  for (u, v), (x, y) in zip(image, ground)]
+        (tmp_path / "m.onnx").write_bytes(b"")
+        (tmp_path / "v.mp4").write_bytes(b"")
+        doc = {"model": {"path": "m.onnx"},
+               "cameras": [{"id": "c", "source": "v.mp4", "calibration": {"points": points}}]}
+        return camera_summary(parse_config(yaml.safe_dump(doc), tmp_path / "site.yaml").cameras[0], W, H)
+
+    assert camera_line(1.0) == ("camera: 10.0 m above the road at ground (-13.0, -27.0) m, horizontal field of "
+                                "view 66 deg, as the calibration implies; speeds are fitted to vehicles' footprints")
+    assert "no pinhole camera" in str(camera_line(3.28))  # y surveyed in feet, x in metres
