@@ -407,13 +407,13 @@ class StatisticsConfig(Section):
     part_inside: float = Field(0.8, gt=0, le=1,
                                description="line counting: a track's box is nested in a frame when at least this "
                                            "share of it lies inside a larger track's box")
+    part_share: float = Field(0.8, ge=0, le=1,
+                              description="a track nested in at least this share of its frames is a part of "
+                                          "another vehicle (a truck's cab boxed as a car) and is not counted; 0: off")
     reverse_s: float = Field(2.0, ge=0, le=60,
                              description="line counting: a vehicle (vehicle_classes) is not counted back over a "
                                          "line this many seconds after it was counted over it (a partly hidden "
                                          "vehicle's box moves back, the vehicle does not); 0: off")
-    part_share: float = Field(0.8, ge=0, le=1,
-                              description="a track nested in at least this share of its frames is a part of "
-                                          "another vehicle (a truck's cab boxed as a car) and is not counted; 0: off")
 
     @field_validator("interval_s")
     @classmethod

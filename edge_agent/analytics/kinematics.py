@@ -220,12 +220,14 @@ class Kinematics:
             dims = self.sizes.get(classes[i])
             if not fresh[i] or dims is None:
                 continue
+            had = tid in self._heading
             v = self._velocity.get(tid)
             if v is not None and np.all(np.isfinite(v)) and float(np.hypot(*v)) >= MIN_HEADING_MPS:
                 self._heading[tid] = float(np.arctan2(v[1], v[0]))
             if tid not in self._heading:
                 continue
-            rows = [h for h in self._hist[tid] if np.isnan(h[3])]  # the new one, or all of them the first time
+            # the new position; the first time the heading is known, every one held
+            rows = [self._hist[tid][-1]] if had else [h for h in self._hist[tid] if np.isnan(h[3])]
             todo += rows
             heading += [self._heading[tid]] * len(rows)
             size += [dims] * len(rows)
