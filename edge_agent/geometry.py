@@ -182,7 +182,7 @@ class PinholeCamera:
         return out
 
     def footprint_centres(self, plane: GroundPlane, anchors: npt.ArrayLike, heading: npt.ArrayLike,
-                          size: npt.ArrayLike, iterations: int = 3) -> F64:
+                          size: npt.ArrayLike, iterations: int = 2) -> F64:
         """Where on the road vehicles are, from their boxes' bottom-centres.
 
         A box's bottom-centre is not a fixed point of the vehicle: the box spans the vehicle's front
@@ -197,7 +197,8 @@ class PinholeCamera:
             anchors: (n, 2) box bottom-centres on the road, metres.
             heading: (n,) direction of travel on the road, radians.
             size: (n, 3) length, width and height in metres.
-            iterations: fixed-point steps (the slide changes slowly along the road: 3 are plenty).
+            iterations: fixed-point steps (the slide changes slowly along the road: one step is within
+                2 cm of the exact centre, two within 2 mm on the synthetic camera).
 
         Returns:
             (n, 2) footprint centres, metres.
