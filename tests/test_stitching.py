@@ -149,3 +149,18 @@ def test_a_new_track_on_a_vehicle_whose_old_track_still_coasts_takes_it_over() -
     assert s.update(both, 0.3).track_id.tolist() == [1]
     back = s.update(moving({1: (200, 140, CAR, -50.0), 2: (203, 135, CAR, -50.0)}), 0.4)
     assert sorted(back.track_id.tolist()) == [1, 2]
+
+
+def test_a_vehicle_that_went_out_of_sight_a_slice_at_a_time_is_joined() -> None:
+    """A car drives up behind a bus: its box is cut from the top to a 3 px sliver, it is lost for 0.7 s,
+    and it comes out whole. Against the sliver (a seventh of its area) it would be another vehicle;
+    against its largest box of its last second in view it is the same one (seed 3 of the 60 s clips)."""
+    s = Stitcher()
+    heights = [20.0] * 6 + [14.0, 8.0, 4.0, 3.0]
+    for k, h in enumerate(heights):
+        y = 160 - 5 * k  # the anchor, going up at 50 px/s
+        box = np.array([[190, y - h, 210, y]], np.float32)  # only its bottom h px still in sight
+        s.update(replace(moving({1: (200, y, CAR, -50.0)}), xyxy=box), k / 10)
+    for k in range(10, 17):
+        s.update(Tracks.empty(), k / 10)
+    assert s.update(moving({2: (200, 160 - 5 * 17, CAR, -50.0)}), 1.7).track_id.tolist() == [1]

@@ -28,6 +28,11 @@ bus). A coasting track is a candidate too; when the new track takes its id, the 
 tracker id is *superseded*: it is left out of the counters for as long as it coasts,
 and becomes a vehicle of its own again only if a detection is matched to it.
 
+A vehicle driving behind another one often goes out of sight a slice at a time: its
+box shrinks to a sliver before the tracker loses it, and the sliver's size and centre
+say little about the whole vehicle that comes out on the other side. Each lost track
+is therefore also tried as it was at its largest in its last second of view.
+
 Two tracks never get one id at once: if the tracker finds the old track again while
 the new one that took its id is still reported, the new one goes back to its own id.
 """
@@ -41,6 +46,7 @@ import numpy as np
 from edge_agent.types import Tracks
 
 MAX_AREA_RATIO = 4.0  # a box half as wide and half as high: the vehicle still half behind what hid it
+WHOLE_S = 1.0  # a lost track is also tried with its largest box of its last this many seconds in view
 KEEP_S = 5.0  # a tracker id is remembered this long after its last report (the tracker keeps lost tracks ~1 s)
 
 
@@ -76,6 +82,7 @@ class Stitcher:
         self._last: dict[int, _Last] = {}   # counting id -> last seen
         self.stitched = 0                   # tracks given an earlier track's id, all told
         self._superseded: set[int] = set()  # coasting tracker ids whose vehicle a new track took over
+        self._whole: dict[int, _Last] = {}  # counting id -> its largest box in its last WHOLE_S seen
 
     def update(self, tracks: Tracks, ts: float) -> Tracks:
         """The frame's tracks with counting ids (the same object as before when a track was re-found)."""
@@ -96,6 +103,9 @@ class Stitcher:
         for i, tid in enumerate(raw):
             if tid not in self._known:
                 target = self._match(box[i], tracks.velocity[i], int(tracks.class_id[i]), ts, lost)
+                if target is None:  # seen whole before it went out of sight a slice at a time?
+                    whole = {cid: self._whole[cid] for cid in lost if cid in self._whole}
+                    target = self._match(box[i], tracks.velocity[i], int(tracks.class_id[i]), ts, whole)
                 if target is not None:
                     self._alias[tid] = target
                     del lost[target]
@@ -122,11 +132,16 @@ class Stitcher:
         for i, cid in enumerate(out):
             if seen[i]:
                 (x1, y1, x2, y2), (vx, vy) = box[i], tracks.velocity[i]
-                self._last[cid] = _Last(ts, (x1 + x2) / 2, (y1 + y2) / 2, float(vx), float(vy), x2 - x1, y2 - y1,
-                                        int(tracks.class_id[i]))
+                last = _Last(ts, (x1 + x2) / 2, (y1 + y2) / 2, float(vx), float(vy), x2 - x1, y2 - y1,
+                             int(tracks.class_id[i]))
+                self._last[cid] = last
+                whole = self._whole.get(cid)
+                if whole is None or last.w * last.h >= whole.w * whole.h or ts - whole.ts > WHOLE_S:
+                    self._whole[cid] = last
         present = set(out)
         for cid in [c for c, last in self._last.items() if ts - last.ts > self.max_gap_s and c not in present]:
             del self._last[cid]
+            self._whole.pop(cid, None)
         # a tracker id not reported for a while is gone for good (the tracker never reuses ids)
         keep_s = self.max_gap_s + KEEP_S
         for tid in [t for t, last_ts in self._known.items() if ts - last_ts > keep_s]:
