@@ -104,8 +104,8 @@ class Stitcher:
             if tid not in self._known:
                 target = self._match(box[i], tracks.velocity[i], int(tracks.class_id[i]), ts, lost)
                 if target is None:  # seen whole before it went out of sight a slice at a time?
-                    whole = {cid: self._whole[cid] for cid in lost if cid in self._whole}
-                    target = self._match(box[i], tracks.velocity[i], int(tracks.class_id[i]), ts, whole)
+                    wholes = {cid: self._whole[cid] for cid in lost if cid in self._whole}
+                    target = self._match(box[i], tracks.velocity[i], int(tracks.class_id[i]), ts, wholes)
                 if target is not None:
                     self._alias[tid] = target
                     del lost[target]
