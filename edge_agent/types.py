@@ -151,6 +151,11 @@ class Tracks:
     def __len__(self) -> int:
         return len(self.track_id)
 
+    def __getitem__(self, index: npt.NDArray[np.bool_] | npt.NDArray[np.int64] | slice) -> Tracks:
+        """Select rows by boolean mask, integer index array or slice."""
+        return Tracks(self.track_id[index], self.xyxy[index], self.confidence[index], self.class_id[index],
+                      self.det_index[index], self.velocity[index])
+
     def anchors(self, anchor: Anchor) -> FloatArray:
         """(n, 2) reference points of the boxes (see :class:`Anchor`)."""
         return anchor_points(self.xyxy, anchor)

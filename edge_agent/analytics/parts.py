@@ -90,9 +90,7 @@ class Parts:
             keep[i] = r.nested < self.share * r.frames
         if keep.all():
             return tracks
-        return Tracks(track_id=tracks.track_id[keep], xyxy=tracks.xyxy[keep], confidence=tracks.confidence[keep],
-                      class_id=tracks.class_id[keep], det_index=tracks.det_index[keep],
-                      velocity=tracks.velocity[keep])
+        return tracks[keep]
 
 
 __all__ = ["Parts"]

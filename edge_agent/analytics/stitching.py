@@ -117,8 +117,7 @@ class Stitcher:
             self._known[tid] = ts
         if self._superseded & set(raw):
             keep = np.array([tid not in self._superseded for tid in raw])
-            tracks = Tracks(tracks.track_id[keep], tracks.xyxy[keep], tracks.confidence[keep],
-                            tracks.class_id[keep], tracks.det_index[keep], tracks.velocity[keep])
+            tracks = tracks[keep]
             raw = tracks.track_id.tolist()
             out = [cid for cid, k in zip(out, keep) if k]
             box, seen = box[keep], seen[keep]
