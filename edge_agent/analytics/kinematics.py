@@ -36,6 +36,7 @@ px/s, and no km/h figure is reported anywhere.
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,8 +180,6 @@ class Kinematics:
         ids = tracks.track_id.tolist()
         fresh = np.isfinite(pos).all(axis=1) & (tracks.det_index >= 0)
         since, oldest = ts - self.trailing_s - 1e-9, ts - KEEP_WINDOWS * max(self.window_s, self.trailing_s) - 1e-9
-        fit_ids: list[int] = []
-        windows: list[list[list[float]]] = []
         for i, tid in enumerate(ids):
             hist = self._hist.setdefault(tid, deque())
             if fresh[i]:
@@ -189,20 +188,23 @@ class Kinematics:
                     hist.popleft()
         if self.camera is not None:
             self._footprints(ids, tracks.class_id.tolist(), fresh)
+        fit_ids: list[int] = []
+        lengths: list[int] = []
+        rows: list[list[float]] = []
         for i, tid in enumerate(ids):
             if fresh[i]:
-                window = [h for h in self._hist[tid] if h[0] >= since]
-                if len(window) >= 2 and window[-1][0] - window[0][0] >= MIN_SPAN_FRACTION * self.trailing_s:
+                hist = self._hist[tid]
+                k = 0
+                for h in reversed(hist):  # the trailing window: the newest rows since ``since``
+                    if h[0] < since:
+                        break
+                    k += 1
+                if k >= 2 and hist[-1][0] - hist[-k][0] >= MIN_SPAN_FRACTION * self.trailing_s:
                     fit_ids.append(tid)
-                    windows.append(window)
-        if windows:  # one batched fit for every track with a fresh trailing window
-            m = max(len(w) for w in windows)
-            pts = np.zeros((len(windows), m, 3))
-            mask = np.zeros((len(windows), m), bool)
-            for k, w in enumerate(windows):
-                pts[k, :len(w)] = _fitted_points(np.asarray(w))
-                mask[k, :len(w)] = True
-            for tid, v in zip(fit_ids, fit_velocities(pts[..., 0], pts[..., 1:], mask)):
+                    lengths.append(k)
+                    rows += islice(hist, len(hist) - k, None)
+        if fit_ids:  # one batched fit for every track with a fresh trailing window
+            for tid, v in zip(fit_ids, fit_velocities(*_windows(np.array(rows), np.array(lengths)))):
                 self._velocity[tid] = v
         for i, tid in enumerate(ids):
             if tid in self._velocity:
@@ -263,6 +265,25 @@ class Kinematics:
         v = [theilslopes(arr[:, k], arr[:, 0])[0] for k in (1, 2)]
         speed = float(np.hypot(*v))
         return speed * MS_TO_KMH if self.plane is not None else speed
+
+
+def _windows(rows: npt.NDArray[np.float64], lengths: npt.NDArray[np.int64]
+             ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """:func:`fit_velocities`' (t, xy, mask) from the (sum of lengths, 5) history rows of consecutive windows.
+
+    Each window's points are its footprint centres where every row of it has one (as :func:`_fitted_points`).
+    """
+    starts = np.cumsum(lengths) - lengths
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    col = np.arange(len(rows)) - starts[owner]
+    footprint = np.logical_and.reduceat(np.isfinite(rows[:, 3:5]).all(axis=1), starts)[owner]
+    t = np.zeros((len(lengths), int(lengths.max())))
+    xy = np.zeros((*t.shape, 2))
+    mask = np.zeros(t.shape, bool)
+    t[owner, col] = rows[:, 0]
+    xy[owner, col] = np.where(footprint[:, None], rows[:, 3:5], rows[:, 1:3])
+    mask[owner, col] = True
+    return t, xy, mask
 
 
 def _fitted_points(rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
