@@ -244,6 +244,28 @@ def test_a_track_that_enters_again_after_its_movement_makes_a_new_trip() -> None
     assert cross("b", 3.0) == [] and cross("a", 4.0) == ["b-a"]
 
 
+def test_a_new_track_on_a_vehicle_takes_the_origin_of_the_old_one_that_died_on_it() -> None:
+    """Track 7 enters over a; the tracker starts track 8 on the same car while 7 still holds a box on it (their
+    boxes overlap, both matched), and 7 dies: 8 leaves over b and completes a-b with 7's origin. 7's origin is
+    taken once: track 9, whose box overlapped 7's too, completes nothing, and neither does track 10, which
+    never shared a vehicle with another track."""
+    from edge_agent.analytics.movements import MovementCounter
+    from edge_agent.config import MovementConfig
+
+    counter = MovementCounter([MovementConfig(id="a-b", **{"from": "a"}, to="b")], "cam", NAMES)
+
+    def cross(rows: dict[int, tuple[float, float, int]], t: float, *events: tuple[int, str]) -> list[tuple[str, int]]:
+        evs = [CrossingEvent("cam", line, tid, "car", Direction.IN, T0 + t) for tid, line in events]
+        return [(m.movement_id, m.track_id) for m in counter.update(tracks(rows), T0 + t, evs, {})]
+
+    assert cross({7: (200, 200, 1)}, 0.0, (7, "a")) == []
+    rows = {7: (200, 200, 1), 8: (195, 198, 1), 9: (205, 202, 1), 10: (400, 300, 1)}
+    assert cross(rows, 0.1) == []  # 8 and 9 on 7's car (IoU 0.51 each)
+    assert cross({8: (190, 190, 1), 9: (240, 200, 1), 10: (400, 290, 1)}, 0.2) == []  # 7 is gone
+    assert cross({8: (180, 180, 1), 9: (240, 190, 1), 10: (400, 280, 1)}, 0.5,
+                 (8, "b"), (9, "b"), (10, "b")) == [("a-b", 8)]
+
+
 def test_a_movement_survives_a_frame_without_the_track() -> None:
     from edge_agent.analytics.movements import MovementCounter
     from edge_agent.config import MovementConfig
