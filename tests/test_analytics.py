@@ -285,8 +285,8 @@ def test_a_movement_survives_a_frame_without_the_track() -> None:
 
 def test_a_box_on_a_part_of_a_vehicle_is_not_counted(tmp_path: Path) -> None:
     """A truck's cab boxed as a car (track 2) lives inside the truck's box (track 1) and crosses the line with
-    it: only the truck is counted. A car seen on its own first (track 3) crosses the line inside the box of a
-    bus standing in front of it (track 4): it is counted."""
+    it: only the truck is counted. A car seen on its own first (track 3) drives into the box of a bus standing
+    in front of it (track 4) and crosses the line there: it is counted."""
     def run(share: float) -> list[tuple[int, str]]:
         doc = base(tmp_path)
         doc["statistics"]["part_share"] = share
@@ -295,10 +295,9 @@ def test_a_box_on_a_part_of_a_vehicle_is_not_counted(tmp_path: Path) -> None:
         out = []
         for k in range(20):
             y = 130.0 - 4 * k  # all drive up over the line at y = 100
+            y3 = 190.0 - 6 * k  # in the bus's box from frame 8, over the line at frame 17
             rows = {1: ([140, y - 40, 200, y], 4), 2: ([142, y - 38, 170, y - 8], 1),
-                    3: ([240, y - 10, 260, y + 10], 1)}
-            if k >= 8:
-                rows[4] = ([200, 70, 300, 150], 3)
+                    3: ([240, y3 - 10, 260, y3 + 10], 1), 4: ([200, 70, 300, 150], 3)}
             n = len(rows)
             tr = Tracks(np.array(list(rows), np.int64), np.array([b for b, _ in rows.values()], np.float32),
                         np.full(n, 0.8, np.float32), np.array([c for _, c in rows.values()], np.int64),
@@ -308,3 +307,27 @@ def test_a_box_on_a_part_of_a_vehicle_is_not_counted(tmp_path: Path) -> None:
 
     assert run(0.8) == [(1, "truck"), (3, "car")]
     assert run(0.0) == [(1, "truck"), (2, "car"), (3, "car")]
+
+
+def test_a_box_that_a_whole_vehicle_appears_around_is_a_part(tmp_path: Path) -> None:
+    """An articulated truck drives in past the frame's edge: its first track (2) starts on the cab, the only part
+    in view. When the whole truck is in view a new track (1) starts on it, and track 2 stays on the cab, inside
+    it, over the line: only the truck is counted, though track 2 was a vehicle of its own for most of its
+    frames. A car (3) driving up with them, into the box of a bus (4) first seen before the car was in it, is
+    counted."""
+    cfg = load(tmp_path, base(tmp_path))
+    an = CameraAnalytics(cfg.cameras[0], cfg, NAMES)
+    out = []
+    for k in range(30):
+        y = 150.0 - 2.5 * k  # all drive up over the line at y = 100, at frame 20
+        rows = {2: ([142, y - 38, 170, y - 2], 4), 3: ([240, y - 10, 260, y], 1)}
+        if k >= 16:
+            rows[1] = ([140, y - 40, 200, y], 4)
+        if k >= 4:
+            rows[4] = ([230, 60, 300, 130], 3)  # the car is in its box from frame 8
+        n = len(rows)
+        tr = Tracks(np.array(list(rows), np.int64), np.array([b for b, _ in rows.values()], np.float32),
+                    np.full(n, 0.8, np.float32), np.array([c for _, c in rows.values()], np.int64),
+                    np.arange(n, dtype=np.int64), np.zeros((n, 2), np.float32))
+        out += [(e.track_id, e.class_name) for e in an.update(tr, T0 + k / 10).crossings]
+    assert sorted(out) == [(1, "truck"), (3, "car")]

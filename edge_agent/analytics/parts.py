@@ -22,6 +22,19 @@ own first (a car that then passes behind a bus, re-found with its id by the
 stitcher) keeps its own frames and is counted as before. A part that drives off
 on its own later is counted from then on. Zones, speeds and the tracks the
 tracker reports are unchanged.
+
+A vehicle that comes into view a piece at a time (an articulated truck driving in
+past the frame's edge, or out from behind another vehicle) is first boxed by what
+is in sight, its cab; when the whole of it is, the detector boxes it whole, a new
+track starts on that box and the first one stays on the cab. The cab's track was
+its vehicle's own in its first frames, so its share stays low for as long as it
+matters, while its crossings are a few frames off the truck's (each an extra
+count), and its box can take the line past a segment's end where the truck does not
+pass. A track is therefore also a part while it has been inside a larger track's
+box in every frame since that track appeared around it: a box that is first seen
+around another one and keeps it inside is on the whole of its vehicle. A car that
+drives into the box of a bus, or that a bus drives over, was nested after the bus
+was first seen, and is counted as before.
 """
 
 from __future__ import annotations
@@ -32,12 +45,16 @@ import numpy as np
 
 from edge_agent.types import Tracks
 
+AROUND_S = 0.2  # a larger track first seen at most this long before a track's nesting began appeared around it
+
 
 @dataclass
 class _Record:
     nested: int     # frames reported inside a larger track's box
     frames: int     # frames reported
     reported: float  # when last reported
+    first: float     # when first reported
+    nested_since: float | None = None  # when its current run of nested frames began; None: not nested
 
 
 class Parts:
@@ -69,25 +86,37 @@ class Parts:
         n = len(tracks.track_id)
         if self.share <= 0 or not n:
             return tracks
-        nested = np.zeros(n, bool)
+        within = np.zeros((n, n), bool)
         if n > 1:
             b = tracks.xyxy.astype(np.float64)
             wh = np.minimum(b[:, None, 2:], b[None, :, 2:]) - np.maximum(b[:, None, :2], b[None, :, :2])
             np.maximum(wh, 0.0, out=wh)
             area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-            within = wh[..., 0] * wh[..., 1] >= self.inside * area[:, None]  # row's box inside column's box
+            within[:] = wh[..., 0] * wh[..., 1] >= self.inside * area[:, None]  # row's box inside column's box
             within &= area[None, :] > area[:, None]  # ... and the column's box is the larger one
             within &= area[:, None] > 0
-            nested = within.any(axis=1)
-        keep = np.ones(n, bool)
+        nested = np.zeros(n, bool)
+        within.any(axis=1, out=nested)
+        records = []
         for i, tid in enumerate(tracks.track_id.tolist()):
             r = self._seen.get(tid)
             if r is None:
-                r = self._seen[tid] = _Record(0, 0, ts)
+                r = self._seen[tid] = _Record(0, 0, ts, ts)
             r.nested += int(nested[i])
             r.frames += 1
             r.reported = ts
+            if not nested[i]:
+                r.nested_since = None
+            elif r.nested_since is None:
+                r.nested_since = ts
+            records.append(r)
+        keep = np.ones(n, bool)
+        for i, r in enumerate(records):
             keep[i] = r.nested < self.share * r.frames
+            since = r.nested_since  # None where one id came twice in the frame, the other copy not nested
+            if keep[i] and nested[i] and since is not None:
+                # nested ever since a larger track appeared around it: that track is on its whole vehicle
+                keep[i] = not any(records[j].first >= since - AROUND_S for j in np.flatnonzero(within[i]))
         if keep.all():
             return tracks
         return tracks[keep]
