@@ -92,6 +92,21 @@ def test_two_tracks_never_share_an_id() -> None:
     assert s.update(moving({2: (200, 140, CAR, -50.0)}), 0.4).track_id.tolist() == [2]
 
 
+def test_two_tracks_never_share_an_id_when_both_took_it() -> None:
+    """Track 2 takes lost track 1's id, is lost in turn and track 3 takes the id from it; then the tracker finds
+    track 2 again while 3 is still reported. Neither holds the id under its own number, yet only one may keep
+    it: the one that took it first."""
+    s = Stitcher()
+    s.update(moving({1: (200, 160, CAR, -50.0)}), 0.0)
+    s.update(Tracks.empty(), 0.1)
+    assert s.update(moving({2: (200, 150, CAR, -50.0)}), 0.2).track_id.tolist() == [1]
+    s.update(Tracks.empty(), 0.3)
+    assert s.update(moving({3: (200, 140, CAR, -50.0)}), 0.4).track_id.tolist() == [1]
+    both = s.update(moving({2: (200, 135, CAR, -50.0), 3: (200, 136, CAR, -50.0)}), 0.5)
+    assert both.track_id.tolist() == [1, 3]
+    assert s.update(moving({3: (200, 130, CAR, -50.0)}), 0.6).track_id.tolist() == [3]
+
+
 def test_a_track_dropped_in_the_frame_its_successor_starts_is_joined() -> None:
     """The tracker reports track 1 coasting, then drops it in the very frame it starts track 2 on that car."""
     s = Stitcher()

@@ -78,6 +78,7 @@ class Stitcher:
         self.max_gap_s = max_gap_s
         self.gate = gate
         self._alias: dict[int, int] = {}   # tracker id -> counting id (only where they differ)
+        self._taken: dict[int, float] = {}  # tracker id -> when it took its counting id (the keys of _alias)
         self._known: dict[int, float] = {}  # tracker id -> when it was last reported
         self._last: dict[int, _Last] = {}   # counting id -> last seen
         self.stitched = 0                   # tracks given an earlier track's id, all told
@@ -108,6 +109,7 @@ class Stitcher:
                     target = self._match(box[i], tracks.velocity[i], int(tracks.class_id[i]), ts, wholes)
                 if target is not None:
                     self._alias[tid] = target
+                    self._taken[tid] = ts
                     del lost[target]
                     if target in coasting:
                         self._superseded.add(coasting[target])
@@ -122,11 +124,14 @@ class Stitcher:
             out = [cid for cid, k in zip(out, keep) if k]
             box, seen = box[keep], seen[keep]
         if len(set(out)) < len(out):  # the old track is back while the one that took its id is still here
-            own = set(raw)
-            for i, tid in enumerate(raw):
-                if self._alias.get(tid) in own:
-                    del self._alias[tid]
-                    out[i] = tid
+            holder: dict[int, int] = {}  # counting id -> row keeping it: the track that had it first
+            for i, cid in enumerate(list(out)):
+                j = holder.setdefault(cid, i)
+                if j != i:  # the one that took it later goes back to its own id
+                    later = i if self._taken.get(raw[i], -np.inf) >= self._taken.get(raw[j], -np.inf) else j
+                    del self._alias[raw[later]], self._taken[raw[later]]
+                    out[later] = raw[later]
+                    holder[cid] = i + j - later
         ids = np.asarray(out, np.int64)
         for i, cid in enumerate(out):
             if seen[i]:
@@ -146,6 +151,7 @@ class Stitcher:
         for tid in [t for t, last_ts in self._known.items() if ts - last_ts > keep_s]:
             del self._known[tid]
             self._alias.pop(tid, None)
+            self._taken.pop(tid, None)
             self._superseded.discard(tid)
         return tracks if ids.tolist() == raw else replace(tracks, track_id=ids)
 
