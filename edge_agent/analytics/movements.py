@@ -38,7 +38,7 @@ from edge_agent.config import MovementConfig
 from edge_agent.tracking.tracker import iou_matrix
 from edge_agent.types import CrossingEvent, MovementEvent, Tracks
 
-TWIN_IOU = 0.5  # two tracks whose detected boxes overlap this much in a frame are on one vehicle
+TWIN_IOU = 0.5  # two matched tracks whose boxes overlap this much in one frame are on one vehicle
 
 
 class MovementCounter:
