@@ -36,8 +36,8 @@ px/s, and no km/h figure is reported anywhere.
 from __future__ import annotations
 
 from collections import deque
-from itertools import islice
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import numpy.typing as npt
@@ -110,12 +110,6 @@ def fit_velocities(t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64],
         again = robust & (kept >= 2) & (kept < n)
         if again.any():
             v[again] = _slopes(t[again], xy[again], keep[again])[0]
-    return v
-
-
-def fit_velocity(t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Robust straight-line slope of (m, 2) positions over (m,) times; NaN if fewer than 2 points."""
-    v: npt.NDArray[np.float64] = fit_velocities(t[None, :], xy[None, :, :], np.ones((1, len(t)), bool))[0]
     return v
 
 
