@@ -518,9 +518,12 @@ class PerformanceConfig(Section):
                                        "cores, else cores // 4 (frames are already prepared in parallel)")
     prepare_threads: int | None = Field(None, ge=1, le=256, description="frames letterboxed at once over all "
                                         "cameras; default max(1, cores // 2), so inference keeps its cores")
-    prefetch: int = Field(2, ge=0, le=16, description="frames a file camera reads and letterboxes ahead while "
-                          "inference runs (0: none, read in the camera's thread); a live camera keeps only the "
-                          "newest prepared frame")
+    prefetch: int = Field(0, ge=0, le=16, description="frames a file camera reads and letterboxes ahead in a "
+                          "thread of its own; 0: the camera's thread reads and letterboxes each frame as it hands "
+                          "it to inference, one busy thread fewer beside inference (measured faster). A live "
+                          "camera always has a thread that prepares its newest frame")
+    decode_threads: int = Field(1, ge=0, le=64, description="FFmpeg decoding threads per camera (0: OpenCV's "
+                                "default, one per core); one leaves the cores to inference")
     streams: int | None = Field(None, ge=1, le=16, description="inference streams: ONNX Runtime sessions that "
                                 "run frames side by side, each with model.threads intra-op threads (default cores "
                                 "// streams); frames in parallel need no synchronisation between operators, "

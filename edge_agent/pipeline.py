@@ -1,9 +1,9 @@
 """One camera, end to end: source -> detector -> tracker -> analytics -> aggregators -> publisher.
 
-The only module that knows every stage. Each camera runs in its own thread,
-with a prefetch thread that reads and letterboxes its next frame while the
-current one is inferred, and each frame is tracked and counted while the next
-one is inferred (``CameraPipeline._consume``); the detector (its ONNX Runtime sessions, one per
+The only module that knows every stage. Each camera runs in its own thread, which
+reads and letterboxes its next frames (a live camera's newest frame is prepared by a thread of
+its own) and hands them to inference before it tracks and counts the current one, so that
+inference never waits for it (``CameraPipeline._consume``); the detector (its ONNX Runtime sessions, one per
 ``performance.streams``) is shared through the node's inference scheduler, which batches and shares it fairly
 (``edge_agent/scheduler.py``). Nothing that goes wrong in one camera (a dead
 stream, a corrupt frame) stops the others.
@@ -224,12 +224,14 @@ class CameraPipeline:
             flight.append((more, self._start(more)))
 
     def _feed(self, source: VideoSource) -> Prefetcher:
-        """The source's frames, read and letterboxed ahead of inference (``performance.prefetch``)."""
+        """The source's frames, letterboxed: a live camera's newest one in a thread of its own, a file's
+        by this camera's thread as it hands them over (or ``performance.prefetch`` ahead in a thread)."""
 
         def dropped(n: int) -> None:
             source.counters.dropped += n
 
-        return Prefetcher(source.frames(), self.detector.preprocess, self.cfg.performance.prefetch,
+        depth = 1 if source.is_live else self.cfg.performance.prefetch  # live: its newest frame, always ready
+        return Prefetcher(source.frames(), self.detector.preprocess, depth,
                           newest_wins=source.is_live, on_drop=dropped,
                           slots=self.scheduler.prepare_slots if self.scheduler else None,
                           live_clock=source.is_live, name=f"prefetch-{self.cam.id}")
@@ -276,7 +278,7 @@ class CameraPipeline:
             stop: set to stop.
             source: frames to use instead of the camera's configured source (benchmarks, tests).
         """
-        self.source = source = source or VideoSource(self.cam, stop)
+        self.source = source = source or VideoSource(self.cam, stop, self.cfg.performance.decode_threads)
         self._tick(time.monotonic(), force=True)
         if self.scheduler is not None:
             self.scheduler.register(self.cam.id, self.cam.weight)

@@ -4,10 +4,11 @@ Inference is the cost of the box; everything else should hide behind it.
 
 * :class:`ThreadBudget` turns the ``performance`` section and the number of usable cores into
   thread counts for ONNX Runtime, OpenCV and our own preparation threads.
-* :class:`Prefetcher` reads and letterboxes a camera's next frame in its own thread while the
-  current one is inferred. A file camera reads ahead into a small bounded queue (every frame is
-  processed, in order); a live camera keeps only the newest prepared frame, and every frame
-  replaced before it was taken is counted as dropped.
+* :class:`Prefetcher` gives a camera its frames letterboxed. A live camera's newest frame is
+  prepared in a thread of its own, and every frame replaced before it was taken is counted as
+  dropped. A file camera's frames are read and prepared by the camera's own thread as it takes
+  them (every frame, in order), or, with ``performance.prefetch``, ahead into a small bounded
+  queue by a thread of their own.
 * :class:`InferenceScheduler` owns the detector's session: camera threads hand it prepared
   tensors, it gathers at most one frame per camera, runs them in one batched ``session.run``
   when the model allows it, and hands each camera its own output. A batch holds tensors of one
@@ -157,12 +158,18 @@ Prepare = Callable[[npt.NDArray[np.uint8]], "tuple[npt.NDArray[np.floating], Let
 
 
 class Prefetcher:
-    """Reads and prepares a camera's frames ahead of inference, in its own thread.
+    """Reads and prepares a camera's frames for inference: ahead in a thread of its own, or when taken.
+
+    Without a thread, the caller of :meth:`take` reads and prepares each frame itself. On a box
+    whose cores inference keeps busy that is the cheaper way for a file: one busy thread fewer.
+    With the int8 model on vtest, the agent's CPU per frame fell from 87.2-88.3 ms to 86.3-87.0 ms
+    (``scripts/bench_pipeline.py --prefetch 2`` against ``--prefetch 0``).
 
     Args:
         frames: the source's ``(frame or None, dropped)`` iterator (see ``VideoSource.frames``).
         prepare: image -> (tensor, letterbox), e.g. ``Detector.preprocess``.
-        depth: frames prepared ahead (0: no thread; frames are read and prepared on iteration).
+        depth: frames prepared ahead in a thread (0: no thread; frames are read and prepared when
+            taken, which for a file, whose reads do not wait, happens also without waiting).
         newest_wins: live source: hold one prepared frame and replace it by a newer one, counting
             the replaced frame as dropped, instead of waiting for room.
         on_drop: called with the number of frames replaced (for the source's counters).
@@ -253,16 +260,16 @@ class Prefetcher:
 
         Args:
             wait: block until a frame is prepared or the source has ended. Without waiting, None
-                also means that no frame is prepared yet (a reader without a thread prepares nothing
-                ahead); ``exhausted`` tells the two apart.
+                also means that no frame is prepared yet (a live source without a thread never has
+                one ready: its next read waits for the camera); ``exhausted`` tells the two apart.
 
         Returns:
             The frame, or None: the source has ended (or, without ``wait``, nothing is ready yet).
         """
         if self._thread is None:
-            if not wait:
-                return None
-            for frame, dropped in self._frames:
+            if not wait and self.newest_wins:
+                return None  # a live source without a thread would block until its next frame arrives
+            for frame, dropped in self._frames:  # a file's next frame is read at once: prepared here
                 return self._prepare(frame, dropped)
             self._ended = True
             return None

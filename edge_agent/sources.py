@@ -63,11 +63,14 @@ class VideoSource:
     Args:
         cam: camera configuration (source, fps cap, reconnect backoff and stall timeout).
         stop: set to end :meth:`frames` early.
+        decode_threads: FFmpeg's decoding threads for this camera (``performance.decode_threads``;
+            0: OpenCV's default, one per core).
     """
 
-    def __init__(self, cam: CameraConfig, stop: threading.Event):
+    def __init__(self, cam: CameraConfig, stop: threading.Event, decode_threads: int = 1):
         self.cam = cam
         self.stop = stop
+        self.decode_threads = decode_threads
         self.retry_min_s, self.retry_max_s, self.stall_s = cam.reconnect_min_s, cam.reconnect_max_s, cam.stall_s
         self.counters = SourceCounters()
         self.state = "connecting"   # connecting | streaming | reconnecting | ended | failed
@@ -76,7 +79,7 @@ class VideoSource:
 
     # -------------------------------------------------------------- files
     def _open_file(self) -> cv2.VideoCapture:
-        cap = cv2.VideoCapture(str(self.cam.source))
+        cap = _open(str(self.cam.source), _threads(self.decode_threads))
         if not cap.isOpened():
             self.state = "failed"
             raise SourceError(f"camera {self.cam.id}: cannot open video file {self.cam.source}")
@@ -171,13 +174,32 @@ class VideoSource:
         return float(base * random.uniform(0.75, 1.25))
 
 
-def _open_live(source: str | int, timeout_s: float) -> cv2.VideoCapture:
+def _threads(n: int) -> list[int]:
+    """Capture parameters that set FFmpeg's decoding threads (none for 0: OpenCV's default, one per core).
+
+    One thread per camera by default: on a box whose cores inference keeps busy, FFmpeg's own
+    threads only add hand-overs between them (``scripts/bench_pipeline.py``; README, Performance).
+    """
+    return [cv2.CAP_PROP_N_THREADS, n] if n else []
+
+
+def _open(source: str, params: list[int], backend: int = cv2.CAP_ANY) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` with ``params``; a backend that refuses them opens the source without them."""
+    if params:
+        cap = cv2.VideoCapture(source, backend, params)
+        if cap.isOpened():
+            return cap
+        cap.release()
+    return cv2.VideoCapture(source, backend)
+
+
+def _open_live(source: str | int, timeout_s: float, decode_threads: int = 1) -> cv2.VideoCapture:
     """Open a live source with open/read timeouts, so a dead server cannot hang the reader."""
     if isinstance(source, int):
         return cv2.VideoCapture(source)
     ms = int(timeout_s * 1000)
     return cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
-                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms, *_threads(decode_threads)])
 
 
 def _valid(image: npt.NDArray[np.uint8] | None) -> bool:
@@ -203,7 +225,7 @@ class _LatestFrameReader(threading.Thread):
         cam = self.src.cam
         attempt = 0
         while not self._stopped():
-            cap = _open_live(cam.source, self.src.stall_s)
+            cap = _open_live(cam.source, self.src.stall_s, self.src.decode_threads)
             if not cap.isOpened():
                 self.src.state = "reconnecting"
                 attempt += 1

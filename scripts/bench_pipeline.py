@@ -98,7 +98,8 @@ def agent_config(model: str, video: str, cams: int, port: int, spool: Path, opts
         else:
             cam.update(source=video, loop=True, start_time="2024-05-06T08:00:00Z")
         cameras.append(cam)
-    perf = {k: v for k, v in opts.items() if k in ("max_batch", "prefetch", "spinning", "streams") and v is not None}
+    perf = {k: v for k, v in opts.items()
+            if k in ("max_batch", "prefetch", "spinning", "streams", "decode_threads") and v is not None}
     return AgentConfig.model_validate({
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": "bench", "topic_prefix": "bench"},
         "model": {"path": model, "confidence": 0.1},
@@ -122,14 +123,19 @@ class Gate:
             self.tokens += n
             self.cond.notify_all()
 
-    def take(self) -> bool:
+    def take(self, wait: bool = True) -> bool:
         with self.cond:
-            while self.tokens <= 0 and not self.closed:
+            while wait and self.tokens <= 0 and not self.closed:
                 self.cond.wait()
+            if self.tokens <= 0 and not wait:
+                return False
             if self.closed:
                 return False
             self.tokens -= 1
             return True
+
+    def give_back(self) -> None:
+        self.allow(1)
 
     def close(self) -> None:
         with self.cond:
@@ -180,17 +186,34 @@ class AgentRig:
             def __getattr__(self, name: str) -> Any:
                 return getattr(self.cap, name)
 
-        class GatedSource(VideoSource):
+        class TimedSource(VideoSource):
             def _open_file(self) -> Any:
                 return TimedCapture(super()._open_file())
 
-            def frames(self):  # type: ignore[no-untyped-def]
-                for item in super().frames():
-                    if item[0] is not None and not live_url and not rig.gate.take():
-                        return
-                    yield item
+        class GatedFeed:
+            """A camera's feed that gives out only the frames the coordinator allows; without waiting it
+            says "none ready" when the turn's frames are all given out, so that the camera finishes the
+            frames it has in flight instead of waiting for the next turn with them."""
+
+            def __init__(self, feed: Any):
+                self.feed = feed
+
+            def take(self, wait: bool = True) -> Any:
+                if not rig.gate.take(wait):
+                    return None
+                item = self.feed.take(wait)
+                if item is None:
+                    rig.gate.give_back()
+                return item
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.feed, name)
 
         class TimedPipeline(CameraPipeline):
+            def _feed(self, source: Any) -> Any:
+                feed = super()._feed(source)
+                return feed if live_url else GatedFeed(feed)
+
             def _after_detect(self, *args: Any) -> None:
                 t0 = time.perf_counter()
                 super()._after_detect(*args)
@@ -213,7 +236,7 @@ class AgentRig:
             pub.on_ack = lambda sid, p=pub: self.acked_at.__setitem__((id(p), sid), time.time())  # type: ignore
             self.pubs.append(pub)
             self.pipes.append(TimedPipeline(cam, cfg, det, pub, scheduler=self.sched))
-            self.sources.append(GatedSource(cam, self.stop))
+            self.sources.append(TimedSource(cam, self.stop, cfg.performance.decode_threads))
         self.progress = threading.Condition()  # notified after each frame counted: no polling in the turn
         for p in self.pipes:
             p.latency.add = self._notifying(p.latency.add)  # type: ignore[method-assign]
@@ -448,7 +471,8 @@ def machine_jiffies() -> tuple[int, int]:
 
 def worker_opts(args: argparse.Namespace) -> dict[str, Any]:
     weights = [float(w) for w in args.weights.split(",")] if args.weights else None
-    return {"max_batch": args.max_batch, "prefetch": args.prefetch, "spinning": args.spinning or None,
+    return {"max_batch": args.max_batch, "prefetch": args.prefetch, "decode_threads": args.decode_threads,
+            "spinning": args.spinning or None,
             "streams": args.streams, "weights": weights}
 
 
@@ -557,7 +581,9 @@ def main() -> int:
                          "of its frames/s (0.918 against 0.953 of the ceiling with 96, runs minutes apart)")
     ap.add_argument("--max-batch", type=int,
                     help="performance.max_batch (default: the agent's, cameras (at most 8) / streams)")
-    ap.add_argument("--prefetch", type=int, help="performance.prefetch (default 2)")
+    ap.add_argument("--prefetch", type=int, help="performance.prefetch (default 0: each camera's thread prepares "
+                                                 "its frames as it hands them over)")
+    ap.add_argument("--decode-threads", type=int, help="performance.decode_threads (default 1)")
     ap.add_argument("--spinning", action="store_true", help="performance.spinning: true")
     ap.add_argument("--streams", type=int, help="performance.streams (default: the agent's own, 2 on a CPU of "
                                                 "2+ cores): sessions running frames side by side")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from edge_agent.detection import Detector
 from edge_agent.messages import STATS_SCHEMA
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.scheduler import InferenceScheduler, Prefetcher, ThreadBudget, default_batch
-from edge_agent.sources import VideoSource
+from edge_agent.sources import VideoSource, _open
 from edge_agent.spool import Outgoing
 from edge_agent.types import Message
 
@@ -68,17 +69,39 @@ def frames(clip: Path) -> list[np.ndarray]:
         out.append(img)
 
 
-def test_prefetch_of_a_file_gives_every_frame_in_order_prepared(clip: Path, coco_model: Path) -> None:
+@pytest.mark.parametrize("depth", [0, 2])
+def test_prefetch_of_a_file_gives_every_frame_in_order_prepared(clip: Path, coco_model: Path, depth: int) -> None:
     det = Detector(coco_model, device="cpu")
     stop = threading.Event()
     source = VideoSource(CameraConfig(id="cam", source=str(clip)), stop)
-    items = list(Prefetcher(source.frames(), det.preprocess, depth=2))
+    items = list(Prefetcher(source.frames(), det.preprocess, depth=depth))
     assert [i.frame.seq for i in items if i.frame] == list(range(12))
     assert all(i.dropped == 0 and i.error is None for i in items)
     for item in items:
         assert item.frame is not None and item.tensor is not None
         tensor, lb = det.preprocess(item.frame.image)
         assert np.array_equal(item.tensor, tensor) and item.letterbox == lb
+
+
+def test_decode_threads_one_decodes_in_the_reading_thread_with_the_same_frames(clip: Path) -> None:
+    """performance.decode_threads: 1 (the default) starts no FFmpeg decoding thread beside the camera's
+    own; the frames equal those of OpenCV's default (one decoding thread per core)."""
+    import cv2
+
+    def frames(threads: int) -> tuple[list[np.ndarray], int]:
+        before = len(os.listdir("/proc/self/task"))
+        it = VideoSource(CameraConfig(id="cam", source=str(clip)), threading.Event(), threads).frames()
+        images = [f.image for f, _ in it if f is not None]  # the capture is open until the last frame
+        return images, max(len(os.listdir("/proc/self/task")) - before, 0)
+
+    one, extra_one = frames(1)
+    default, _ = frames(0)
+    assert len(one) == 12 and all(np.array_equal(a, b) for a, b in zip(one, default, strict=True))
+    assert extra_one == 0
+    # a parameter the backends refuse: opened without it rather than not at all
+    cap = _open(str(clip), [cv2.CAP_PROP_ZOOM, 1])
+    assert cap.isOpened() and cap.read()[0]
+    cap.release()
 
 
 def _wait_port(port: int, timeout: float = 20) -> None:
@@ -340,8 +363,7 @@ def test_next_frame_is_inferred_while_the_previous_one_is_counted(vtest_video: P
     clip = make_clip(vtest_video, tmp_path / "vtest_60.avi", 60)  # three people cross the east line
     downstream, starts, records = _run_camera(clip, coco_model, tmp_path / "a", True, 0.05)
     assert len(downstream) == 60 and len(starts) == 60
-    # frame k+1 was handed to inference while frame k was still being tracked and counted (serially: 0;
-    # a frame the prefetch thread has not prepared yet on a busy machine is handed over afterwards)
+    # frame k+1 was handed to inference while frame k was still being tracked and counted (serially: 0)
     overlapped = sum(starts[k + 1] < end for k, (_, end) in enumerate(downstream[:-1]))
     assert overlapped >= 53, (starts, downstream)
     _, _, serial = _run_camera(clip, coco_model, tmp_path / "b", False, 0.0)
@@ -423,8 +445,12 @@ def test_prefetcher_take_without_waiting(clip: Path, coco_model: Path) -> None:
         if item is not None and item.frame is not None:
             seqs.append(item.frame.seq)
     assert seqs == list(range(12)) and feed.take(wait=False) is None and feed.take() is None
+    # without a thread a file's frames are read and prepared when taken, also without waiting
     inline = Prefetcher(VideoSource(CameraConfig(id="cam", source=str(clip)), threading.Event()).frames(),
                         det.preprocess, depth=0)
-    assert inline.take(wait=False) is None  # nothing is prepared ahead without a thread
-    first = inline.take()
-    assert first is not None and first.frame is not None and first.frame.seq == 0
+    taken = [inline.take(wait=False) for _ in range(12)]
+    assert [i.frame.seq for i in taken if i is not None and i.frame is not None] == list(range(12))
+    assert inline.take(wait=False) is None and inline.exhausted
+    # a live source without a thread has nothing ready: its next read would wait for the camera
+    live = Prefetcher(iter([]), det.preprocess, depth=0, newest_wins=True)
+    assert live.take(wait=False) is None and not live.exhausted
