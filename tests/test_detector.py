@@ -184,6 +184,22 @@ def test_dynamic_model_runs_each_frame_at_its_own_aspect(tmp_path: Path) -> None
     np.testing.assert_allclose(rect(small).xyxy[0], (10, 50, 200, 120), atol=1.5)
 
 
+def test_preprocess_is_the_letterbox_divided_by_255_bit_for_bit(tmp_path: Path) -> None:
+    """The tensor is built without a padded copy of the frame; it must equal Ultralytics' recipe
+    (letterbox, BGR -> RGB, channels first, float32 / 255) exactly, padding included, for frames
+    padded above and below, left and right, and not at all."""
+    model = red_box_model(tmp_path / "red_box.onnx")
+    rng = np.random.default_rng(5)
+    frames = [vtest_frames((0,))[0], rng.integers(0, 256, (333, 501, 3), np.uint8),
+              rng.integers(0, 256, (700, 300, 3), np.uint8), rng.integers(0, 256, (640, 640, 3), np.uint8)]
+    for det in (Detector(model, device="cpu"), Detector(model, device="cpu", rect=False)):
+        for img in frames:
+            tensor, lb = det.preprocess(img)
+            padded, want_lb = letterbox(img, det.input_size, det.input_shape_for(img.shape[:2]))
+            want = padded[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)
+            assert lb == want_lb and tensor.dtype == np.float32 and np.array_equal(tensor, want), img.shape
+
+
 def test_fixed_model_keeps_its_input_and_refuses_rect(coco_model: Path) -> None:
     det = Detector(coco_model, device="cpu")
     assert not det.rect and det.input_shape_for((576, 768)) == (640, 640)

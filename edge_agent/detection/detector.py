@@ -63,6 +63,15 @@ def _fitted(frame_hw: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]
     return max(round(h * gain), 1), max(round(w * gain), 1)
 
 
+def _placement(frame_hw: tuple[int, int], size: tuple[int, int],
+               shape: tuple[int, int] | None) -> tuple[int, int, int, int, int, int]:
+    """Where a frame goes in the network input: resized (height, width) and padding top, bottom, left, right."""
+    th, tw = shape or size
+    nh, nw = _fitted(frame_hw, size)
+    dw, dh = (tw - nw) / 2, (th - nh) / 2
+    return nh, nw, round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1)
+
+
 def letterbox(image: npt.NDArray[np.uint8], size: tuple[int, int],
               shape: tuple[int, int] | None = None) -> tuple[npt.NDArray[np.uint8], Letterbox]:
     """Resize keeping aspect ratio to fit in ``size`` = (height, width) and pad, centred, to ``shape``.
@@ -72,13 +81,9 @@ def letterbox(image: npt.NDArray[np.uint8], size: tuple[int, int],
     rounding in the padded side cannot change the gain.
     """
     h, w = image.shape[:2]
-    th, tw = shape or size
-    nh, nw = _fitted((h, w), size)
+    nh, nw, top, bottom, left, right = _placement((h, w), size, shape)
     if (nw, nh) != (w, h):
         image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    dw, dh = (tw - nw) / 2, (th - nh) / 2
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
     padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
                                 value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
     return padded, Letterbox(nw / w, nh / h, left, top)
@@ -270,13 +275,23 @@ class Detector:
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.floating], Letterbox]:
         """BGR frame -> (1, 3, H, W) RGB tensor in [0, 1] and the letterbox used (H, W: :meth:`input_shape_for`)."""
-        padded, lb = letterbox(image, self.input_size, self.input_shape_for(image.shape[:2]))
-        blob = np.empty((1, 3, *padded.shape[:2]), np.float32)
-        # one contiguous plane at a time (BGR -> RGB by plane order): about half the time of dividing a
-        # strided view; divide (not multiply by 1/255): bit-identical to Ultralytics' preprocessing
-        for rgb, plane in zip((2, 1, 0), cv2.split(padded)):
-            np.divide(plane, np.float32(255), out=blob[0, rgb], dtype=np.float32)
-        return blob.astype(self.input_dtype, copy=False), lb
+        h, w = image.shape[:2]
+        th, tw = self.input_shape_for((h, w))
+        nh, nw, top, _, left, _ = _placement((h, w), self.input_size, (th, tw))
+        if (nw, nh) != (w, h):
+            image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        # the letterbox straight into the tensor: the padding as its value in [0, 1], the frame one
+        # contiguous plane at a time (BGR -> RGB by plane order), divided (not multiplied by 1/255):
+        # bit-identical to Ultralytics' letterbox then division. No padded copy of the frame:
+        # 0.87 ms against 1.00 ms per vtest frame, 1.25 against 1.48 right after an inference
+        blob = np.empty((1, 3, th, tw), np.float32)
+        inside = blob[0, :, top:top + nh, left:left + nw]
+        pad = np.float32(PAD_VALUE) / np.float32(255)
+        blob[0, :, :top] = blob[0, :, top + nh:] = pad
+        blob[0, :, top:top + nh, :left] = blob[0, :, top:top + nh, left + nw:] = pad
+        for rgb, plane in zip((2, 1, 0), cv2.split(image)):
+            np.divide(plane, np.float32(255), out=inside[rgb], dtype=np.float32)
+        return blob.astype(self.input_dtype, copy=False), Letterbox(nw / w, nh / h, left, top)
 
     def batch_capacity(self, wanted: int) -> int:
         """How many frames one :meth:`infer` call may take, at most ``wanted``.
