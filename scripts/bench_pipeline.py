@@ -237,7 +237,8 @@ class AgentRig:
             self.pubs.append(pub)
             self.pipes.append(TimedPipeline(cam, cfg, det, pub, scheduler=self.sched))
             self.sources.append(TimedSource(cam, self.stop, cfg.performance.decode_threads))
-        self.progress = threading.Condition()  # notified after each frame counted: no polling in the turn
+        self.progress = threading.Condition()  # notified when the turn's last frame is counted: no polling
+        self.target = 0                        # frames counted, all told, at the end of the current turn
         for p in self.pipes:
             p.latency.add = self._notifying(p.latency.add)  # type: ignore[method-assign]
         self.threads = [threading.Thread(target=p.run, args=(self.stop, s), name=f"camera-{p.cam.id}", daemon=True)
@@ -279,12 +280,13 @@ class AgentRig:
     def _notifying(self, add: Any) -> Any:
         def counted(*a: Any) -> None:
             add(*a)
-            with self.progress:
-                self.progress.notify()
+            if self.done() >= self.target:  # not after every frame: each wake-up would cost the agent a switch
+                with self.progress:
+                    self.progress.notify()
         return counted
 
     def run_frames(self, n: int) -> None:
-        target = self.done() + n
+        self.target = target = self.done() + n
         self.gate.allow(n)
         with self.progress:
             while self.done() < target:
