@@ -79,7 +79,7 @@ class VideoSource:
 
     # -------------------------------------------------------------- files
     def _open_file(self) -> cv2.VideoCapture:
-        cap = _open(str(self.cam.source), _threads(self.decode_threads))
+        cap = open_capture(str(self.cam.source), self.decode_threads)
         if not cap.isOpened():
             self.state = "failed"
             raise SourceError(f"camera {self.cam.id}: cannot open video file {self.cam.source}")
@@ -183,8 +183,11 @@ def _threads(n: int) -> list[int]:
     return [cv2.CAP_PROP_N_THREADS, n] if n else []
 
 
-def _open(source: str, params: list[int], backend: int = cv2.CAP_ANY) -> cv2.VideoCapture:
-    """``cv2.VideoCapture`` with ``params``; a backend that refuses them opens the source without them."""
+def open_capture(source: str, decode_threads: int = 1, params: list[int] | None = None,
+                 backend: int = cv2.CAP_ANY) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` with ``decode_threads`` FFmpeg threads (0: OpenCV's default) and ``params``;
+    a backend that refuses them opens the source without them."""
+    params = [*(params or []), *_threads(decode_threads)]
     if params:
         cap = cv2.VideoCapture(source, backend, params)
         if cap.isOpened():

@@ -25,7 +25,7 @@ from edge_agent.detection import Detector
 from edge_agent.messages import STATS_SCHEMA
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.scheduler import InferenceScheduler, Prefetcher, ThreadBudget, default_batch
-from edge_agent.sources import VideoSource, _open
+from edge_agent.sources import VideoSource, open_capture
 from edge_agent.spool import Outgoing
 from edge_agent.types import Message
 
@@ -99,7 +99,7 @@ def test_decode_threads_one_decodes_in_the_reading_thread_with_the_same_frames(c
     assert len(one) == 12 and all(np.array_equal(a, b) for a, b in zip(one, default, strict=True))
     assert extra_one == 0
     # a parameter the backends refuse: opened without it rather than not at all
-    cap = _open(str(clip), [cv2.CAP_PROP_ZOOM, 1])
+    cap = open_capture(str(clip), params=[cv2.CAP_PROP_ZOOM, 1])
     assert cap.isOpened() and cap.read()[0]
     cap.release()
 
