@@ -521,7 +521,8 @@ class PerformanceConfig(Section):
     prefetch: int = Field(0, ge=0, le=16, description="frames a file camera reads and letterboxes ahead in a "
                           "thread of its own; 0: the camera's thread reads and letterboxes each frame as it hands "
                           "it to inference, one busy thread fewer beside inference (measured faster). A live "
-                          "camera always has a thread that prepares its newest frame")
+                          "camera always has a thread that prepares its newest frame, a realtime file one that "
+                          "prepares at least its next frame")
     decode_threads: int = Field(1, ge=0, le=64, description="FFmpeg decoding threads per camera (0: OpenCV's "
                                 "default, one per core); one leaves the cores to inference")
     streams: int | None = Field(None, ge=1, le=16, description="inference streams: ONNX Runtime sessions that "

@@ -224,13 +224,17 @@ class CameraPipeline:
             flight.append((more, self._start(more)))
 
     def _feed(self, source: VideoSource) -> Prefetcher:
-        """The source's frames, letterboxed: a live camera's newest one in a thread of its own, a file's
-        by this camera's thread as it hands them over (or ``performance.prefetch`` ahead in a thread)."""
+        """The source's frames, letterboxed: a live camera's newest one and a paced (``realtime``) file's next
+        ones in a thread of their own, a file's by this camera's thread as it hands them over (or
+        ``performance.prefetch`` ahead in a thread)."""
 
         def dropped(n: int) -> None:
             source.counters.dropped += n
 
-        depth = 1 if source.is_live else self.cfg.performance.prefetch  # live: its newest frame, always ready
+        # a live camera's newest frame is always ready in a thread; so is a paced file's next frame, because
+        # reading it waits for its time, and a camera thread must not wait while it has frames in flight
+        paced = source.is_live or self.cam.realtime
+        depth = max(self.cfg.performance.prefetch, 1) if paced else self.cfg.performance.prefetch
         return Prefetcher(source.frames(), self.detector.preprocess, depth,
                           newest_wins=source.is_live, on_drop=dropped,
                           slots=self.scheduler.prepare_slots if self.scheduler else None,

@@ -169,7 +169,7 @@ class Prefetcher:
         frames: the source's ``(frame or None, dropped)`` iterator (see ``VideoSource.frames``).
         prepare: image -> (tensor, letterbox), e.g. ``Detector.preprocess``.
         depth: frames prepared ahead in a thread (0: no thread; frames are read and prepared when
-            taken, which for a file, whose reads do not wait, happens also without waiting).
+            taken, also without waiting: for a file read as fast as it decodes, whose reads do not wait).
         newest_wins: live source: hold one prepared frame and replace it by a newer one, counting
             the replaced frame as dropped, instead of waiting for room.
         on_drop: called with the number of frames replaced (for the source's counters).

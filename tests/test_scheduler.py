@@ -374,6 +374,34 @@ def test_next_frame_is_inferred_while_the_previous_one_is_counted(vtest_video: P
     assert [same(r) for r in records] == [same(r) for r in serial]
 
 
+def test_a_paced_file_camera_counts_each_frame_without_waiting_for_the_next(vtest_video: Path, coco_model: Path,
+                                                                           tmp_path: Path) -> None:
+    """A ``realtime`` file is read at its frame rate, so reading its next frame waits. The camera thread
+    must not do that wait with frames in flight: each frame is counted about an inference after it
+    was read, not a frame interval (here 0.5 s) later."""
+    import cv2
+
+    clip = tmp_path / "slow.avi"
+    cap = cv2.VideoCapture(str(vtest_video))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 2.0, (768, 576))
+    for _ in range(6):
+        writer.write(cap.read()[1])
+    writer.release()
+    cap.release()
+    cfg = parse_config(f"model: {{path: {coco_model}}}\nspool: {{dir: {tmp_path}}}\n"
+                       f"cameras: [{{id: cam, source: {clip}, realtime: true, start_time: '2024-05-06T08:00:00Z',\n"
+                       "  lines: [{id: east, p1: [560, 200], p2: [560, 420], in_side: left}]}]\n", check_files=False)
+    assert cfg.performance.prefetch == 0
+    det = Detector(coco_model, device="cpu")
+    sched = InferenceScheduler(det, batch_wait_s=0.0, streams=2)
+    try:
+        pipe = CameraPipeline(cfg.cameras[0], cfg, det, _KeepMessages(), scheduler=sched)
+        assert pipe.run(threading.Event()).frames == 6
+    finally:
+        sched.close()
+    assert max(pipe.latency.frames) < 0.4, list(pipe.latency.frames)
+
+
 def test_two_streams_infer_two_frames_of_one_camera_at_once_with_the_same_records(
         vtest_video: Path, coco_model: Path, tmp_path: Path) -> None:
     """performance.streams: 2: two sessions, a camera keeps two frames handed over; frames are
