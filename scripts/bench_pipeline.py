@@ -193,7 +193,8 @@ class AgentRig:
         class GatedFeed:
             """A camera's feed that gives out only the frames the coordinator allows; without waiting it
             says "none ready" when the turn's frames are all given out, so that the camera finishes the
-            frames it has in flight instead of waiting for the next turn with them."""
+            frames it has in flight instead of waiting for the next turn with them. (With ``--prefetch N``
+            a prefetch thread prepares up to N frames outside the agent's turn.)"""
 
             def __init__(self, feed: Any):
                 self.feed = feed

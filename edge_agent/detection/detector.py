@@ -278,18 +278,17 @@ class Detector:
         h, w = image.shape[:2]
         th, tw = self.input_shape_for((h, w))
         nh, nw, top, _, left, _ = _placement((h, w), self.input_size, (th, tw))
-        if (nw, nh) != (w, h):
-            image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        fitted = image if (nw, nh) == (w, h) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
         # the letterbox straight into the tensor: the padding as its value in [0, 1], the frame one
         # contiguous plane at a time (BGR -> RGB by plane order), divided (not multiplied by 1/255):
-        # bit-identical to Ultralytics' letterbox then division. No padded copy of the frame:
-        # 0.87 ms against 1.00 ms per vtest frame, 1.25 against 1.48 right after an inference
+        # bit-identical to Ultralytics' letterbox then division. No padded copy of the frame: 0.92-0.93 ms
+        # against 1.02-1.07 per vtest frame (scripts/stage_cpu.py, preprocess)
         blob = np.empty((1, 3, th, tw), np.float32)
         inside = blob[0, :, top:top + nh, left:left + nw]
         pad = np.float32(PAD_VALUE) / np.float32(255)
         blob[0, :, :top] = blob[0, :, top + nh:] = pad
         blob[0, :, top:top + nh, :left] = blob[0, :, top:top + nh, left + nw:] = pad
-        for rgb, plane in zip((2, 1, 0), cv2.split(image)):
+        for rgb, plane in zip((2, 1, 0), cv2.split(fitted)):
             np.divide(plane, np.float32(255), out=inside[rgb], dtype=np.float32)
         return blob.astype(self.input_dtype, copy=False), Letterbox(nw / w, nh / h, left, top)
 
