@@ -23,6 +23,8 @@ run of the agent alone, sampling its resident memory.
     .venv/bin/python scripts/bench_pipeline.py --cameras 1,2,4,8 \\
         --ultralytics-python /tmp/bench-venvs/ultralytics/bin/python --live-seconds 40
     .venv/bin/python scripts/bench_pipeline.py --model /tmp/bench-models/synth-yolo11n.onnx --cameras 1,4
+    .venv/bin/python scripts/dequantize_int8.py ../shared/models/yolov8n_int8.onnx /tmp/bench-models/yolov8n_fp32.onnx
+    .venv/bin/python scripts/bench_pipeline.py --model /tmp/bench-models/yolov8n_fp32.onnx --cameras 1,4
     .venv/bin/python scripts/bench_pipeline.py --cameras 4 --cycles 0 --minutes 10
 """
 
