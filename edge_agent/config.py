@@ -534,7 +534,9 @@ class PerformanceConfig(Section):
                                   "inference call when the model has a dynamic batch; default: cameras, at most 8, "
                                   "divided by the streams (rounded up)")
     batch_wait_ms: float = Field(50.0, ge=0, le=1000, description="how long a batch waits for cameras that "
-                                 "usually come back within this time before it runs without them")
+                                 "usually come back within this time before it runs without them (with one "
+                                 "stream, or to fill a batch: with several streams and one frame per call a "
+                                 "stream never waits while frames are waiting)")
 
 
 class AgentConfig(Section):

@@ -15,7 +15,9 @@ Inference is the cost of the box; everything else should hide behind it.
   shape only: with rect input shapes (a dynamic-shape model) cameras of different frame sizes give
   different shapes, and wait for separate calls. Cameras share it by weight
   (stride scheduling): while several cameras have frames waiting, a camera of weight 2 gets
-  twice the frames of one of weight 1; a camera that is idle builds up no credit. A camera
+  twice the frames of one of weight 1; a camera that is idle builds up no credit. With one
+  frame per call and several streams, a stream runs the frames waiting instead of waiting for a
+  camera whose turn it is; that camera keeps the turns it missed (a bounded credit). A camera
   submits its next frame as soon as the previous output is back and post-processes that output
   while the next frame is inferred. With ``performance.streams`` > 1 the scheduler runs that many
   sessions side by side, one thread each, and a camera keeps streams + 1 frames handed over.
@@ -502,16 +504,37 @@ class InferenceScheduler:
             chosen.append(waiting.popleft())
             if not waiting:
                 del self._pending[c]
-        self._vtime = max(self._vtime, min(self._pass[r.camera] for r in chosen))
+        least = min(self._pass[r.camera] for r in chosen)
+        if self._work_conserving():
+            # a camera expected back soon keeps the turns it missed meanwhile (at most depth frames' worth):
+            # it is served first when its frame arrives, instead of a stream idling until then
+            back = [self._pass[c] for c in self._soon() if c not in {r.camera for r in chosen}]
+            if back:
+                least = max(min(least, min(back)), least - self.depth * max(self._stride.values(), default=1.0))
+        self._vtime = max(self._vtime, least)
         for r in chosen:
             self._pass[r.camera] += self._stride.get(r.camera, 1.0)
         return chosen
 
+    def _soon(self) -> list[str]:
+        """Cameras with no frame waiting that usually come back within the batch wait."""
+        return [c for c in self._stride if c not in self._pending
+                and self._back_s.get(c, float("inf")) <= self.batch_wait_s]
+
+    def _work_conserving(self) -> bool:
+        """Whether a stream runs the frames waiting rather than wait for a camera whose turn it is.
+
+        Only with one frame per call and several streams: there a camera that keeps up always has a
+        frame waiting (it keeps streams + 1 handed over), so one that does not is held back by its own
+        thread, and a stream waiting for it would idle while every camera's frames wait behind it. With
+        one stream a camera has one frame at a time, and waiting is what gives a weight its share.
+        """
+        return self.max_batch == 1 and self.streams > 1
+
     def _missing(self) -> bool:
         """A camera whose turn it is has no frame waiting yet but usually comes back within the wait."""
-        soon = [c for c in self._stride if c not in self._pending
-                and self._back_s.get(c, float("inf")) <= self.batch_wait_s]
-        if not soon:
+        soon = self._soon()
+        if not soon or self._work_conserving():
             return False
         turn = self._batchable(self._order(list(self._pending) + soon))
         return any(c not in self._pending for c in turn)

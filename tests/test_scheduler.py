@@ -439,12 +439,13 @@ def test_a_camera_may_not_have_more_frames_waiting_than_its_depth(coco_model: Pa
         sched.close()
 
 
-def test_a_stream_that_waited_in_vain_for_a_batch_goes_back_to_waiting(coco_model: Path) -> None:
-    """Two streams both wait for a camera expected back soon; when the wait ends, one takes the
-    waiting frame and the other must find nothing to run and wait again (it used to crash on an
-    empty choice, found in a 4-camera, two-stream soak: the agent went on with one stream)."""
-    det = Detector(coco_model, device="cpu")
-    sched = InferenceScheduler(det, max_batch=1, batch_wait_s=0.3, streams=2)
+def test_a_stream_that_waited_in_vain_for_a_batch_goes_back_to_waiting(tmp_path: Path) -> None:
+    """Two streams both wait for a camera expected back soon to fill a batch; when the wait ends, one
+    takes the waiting frame and the other must find nothing to run and wait again (it used to crash on
+    an empty choice, found in a 4-camera, two-stream soak: the agent went on with one stream)."""
+    det = Detector(dynamic_batch_copy(TINY, tmp_path / "tiny_dyn.onnx"), device="cpu")
+    sched = InferenceScheduler(det, max_batch=2, batch_wait_s=0.3, streams=2)
+    assert sched.max_batch == 2
     try:
         blank = np.zeros((1, 3, *det.input_size), np.float32)
         sched.register("a")
@@ -458,6 +459,40 @@ def test_a_stream_that_waited_in_vain_for_a_batch_goes_back_to_waiting(coco_mode
         assert all(t.is_alive() for t in sched._threads)
         assert [sched.submit(c, blank).wait().output.shape[0] for c in ("b", "a", "b")] == [1, 1, 1]
         assert sched.stats.frames == 4
+    finally:
+        sched.close()
+
+
+def test_with_several_streams_no_stream_idles_for_a_late_camera_and_it_keeps_its_turn(coco_model: Path) -> None:
+    """One frame per call and two streams: a frame waiting runs at once, even when another camera has
+    the turn and usually comes back soon; that camera keeps the turn for when its frame arrives.
+
+    With one stream a camera has one frame at a time, so there the scheduler waits for it, or its weight
+    would mean nothing (``test_cameras_share_inference_by_weight``)."""
+    det = Detector(coco_model, device="cpu")
+    sched = InferenceScheduler(det, max_batch=1, batch_wait_s=5.0, streams=2)
+    assert sched.max_batch == 1
+    try:
+        blank = np.zeros((1, 3, *det.input_size), np.float32)
+        sched.register("a")
+        sched.register("b")
+        with sched._cond:  # "b" has its turn next and usually comes back within the wait
+            sched._pass["a"] = 1.0
+            sched._back_s["b"] = 0.01
+        t0 = time.monotonic()
+        assert [sched.submit("a", blank).wait().output.shape[0] for _ in range(2)] == [1, 1]
+        assert time.monotonic() - t0 < 2.5  # 5 s per frame when the stream waited for "b"
+        with sched._cond:
+            assert sched._pass["a"] == 3.0 and sched._vtime == 0.0  # "b" has not lost its two turns
+            sched._pass["a"], sched._pass["b"] = 10.0, -100.0       # "b" far behind
+        sched.submit("a", blank).wait()
+        with sched._cond:  # the turns kept are bounded: depth frames' worth behind the camera served
+            assert sched._vtime == 10.0 - sched.depth
+        with sched._cond:  # held, so that no stream takes the frame before the checks
+            ticket = sched.submit("b", blank)
+            assert sched._pass["b"] == sched._vtime
+            assert sched._order(["a", "b"]) == ["b", "a"]  # with frames of both waiting, "b"'s run first
+        assert ticket.wait().output.shape[0] == 1
     finally:
         sched.close()
 
