@@ -439,20 +439,26 @@ def test_a_camera_may_not_have_more_frames_waiting_than_its_depth(coco_model: Pa
         sched.close()
 
 
+def _b_late(model: Path, max_batch: int, batch_wait_s: float) -> tuple[InferenceScheduler, np.ndarray]:
+    """Two streams and cameras "a" and "b", where "b" has the next turn and usually comes back within the
+    wait; and a blank input."""
+    det = Detector(model, device="cpu")
+    sched = InferenceScheduler(det, max_batch=max_batch, batch_wait_s=batch_wait_s, streams=2)
+    assert sched.max_batch == max_batch
+    sched.register("a")
+    sched.register("b")
+    with sched._cond:
+        sched._pass["a"] = 1.0
+        sched._back_s["b"] = 0.01
+    return sched, np.zeros((1, 3, *det.input_size), np.float32)
+
+
 def test_a_stream_that_waited_in_vain_for_a_batch_goes_back_to_waiting(tmp_path: Path) -> None:
     """Two streams both wait for a camera expected back soon to fill a batch; when the wait ends, one
     takes the waiting frame and the other must find nothing to run and wait again (it used to crash on
     an empty choice, found in a 4-camera, two-stream soak: the agent went on with one stream)."""
-    det = Detector(dynamic_batch_copy(TINY, tmp_path / "tiny_dyn.onnx"), device="cpu")
-    sched = InferenceScheduler(det, max_batch=2, batch_wait_s=0.3, streams=2)
-    assert sched.max_batch == 2
+    sched, blank = _b_late(dynamic_batch_copy(TINY, tmp_path / "tiny_dyn.onnx"), max_batch=2, batch_wait_s=0.3)
     try:
-        blank = np.zeros((1, 3, *det.input_size), np.float32)
-        sched.register("a")
-        sched.register("b")
-        with sched._cond:  # "b" has its turn next and usually comes back within the wait
-            sched._pass["a"] = 1.0
-            sched._back_s["b"] = 0.01
         first = sched.submit("a", blank)
         assert first.wait().output.shape[0] == 1
         time.sleep(0.1)  # the other stream's wait has ended too
@@ -469,16 +475,8 @@ def test_with_several_streams_no_stream_idles_for_a_late_camera_and_it_keeps_its
 
     With one stream a camera has one frame at a time, so there the scheduler waits for it, or its weight
     would mean nothing (``test_cameras_share_inference_by_weight``)."""
-    det = Detector(coco_model, device="cpu")
-    sched = InferenceScheduler(det, max_batch=1, batch_wait_s=5.0, streams=2)
-    assert sched.max_batch == 1
+    sched, blank = _b_late(coco_model, max_batch=1, batch_wait_s=5.0)
     try:
-        blank = np.zeros((1, 3, *det.input_size), np.float32)
-        sched.register("a")
-        sched.register("b")
-        with sched._cond:  # "b" has its turn next and usually comes back within the wait
-            sched._pass["a"] = 1.0
-            sched._back_s["b"] = 0.01
         t0 = time.monotonic()
         assert [sched.submit("a", blank).wait().output.shape[0] for _ in range(2)] == [1, 1]
         assert time.monotonic() - t0 < 2.5  # 5 s per frame when the stream waited for "b"
