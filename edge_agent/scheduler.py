@@ -517,9 +517,12 @@ class InferenceScheduler:
         return chosen
 
     def _soon(self) -> list[str]:
-        """Cameras with no frame waiting that usually come back within the batch wait."""
+        """Cameras with no frame waiting that usually come back within the batch wait, and whose last
+        result is no older than that: one that has gone quiet (a dead camera being retried) is not
+        waited for, or every call would wait for it."""
+        since = time.monotonic() - self.batch_wait_s
         return [c for c in self._stride if c not in self._pending
-                and self._back_s.get(c, float("inf")) <= self.batch_wait_s]
+                and self._back_s.get(c, float("inf")) <= self.batch_wait_s and self._served.get(c, since) >= since]
 
     def _work_conserving(self) -> bool:
         """Whether a stream runs the frames waiting rather than wait for a camera whose turn it is.

@@ -495,6 +495,30 @@ def test_with_several_streams_no_stream_idles_for_a_late_camera_and_it_keeps_its
         sched.close()
 
 
+@pytest.mark.parametrize("streams,max_batch", [(1, 1), (2, 2)])
+def test_a_camera_that_goes_quiet_does_not_hold_up_the_others(tmp_path: Path, streams: int, max_batch: int) -> None:
+    """A camera that usually comes back at once stops sending (a dead camera being retried with
+    backoff stays registered): the others' frames wait for it once at most, not on every call."""
+    det = Detector(dynamic_batch_copy(TINY, tmp_path / "tiny_dyn.onnx") if max_batch > 1 else TINY, device="cpu")
+    sched = InferenceScheduler(det, max_batch=max_batch, batch_wait_s=1.0, streams=streams)
+    assert sched.max_batch == max_batch
+    blank = np.zeros((1, 3, *det.input_size), np.float32)
+    try:
+        sched.register("a")
+        sched.register("quiet")
+        for _ in range(5):  # both come back at once, so each is expected back within the wait
+            tickets = [sched.submit(c, blank) for c in ("quiet", "a")]
+            for t in tickets:
+                t.wait()
+        t0 = time.monotonic()
+        for _ in range(20):
+            sched.submit("a", blank).wait()
+        assert time.monotonic() - t0 < 6.0  # 20 s when every frame waited for the quiet camera
+        assert sched.stats.per_camera == {"a": 25, "quiet": 5}
+    finally:
+        sched.close()
+
+
 def test_prefetcher_take_without_waiting(clip: Path, coco_model: Path) -> None:
     det = Detector(coco_model, device="cpu")
     source = VideoSource(CameraConfig(id="cam", source=str(clip)), threading.Event())
