@@ -402,6 +402,7 @@ class InferenceScheduler:
         self._pass: dict[str, float] = {}     # virtual time each camera has used
         self._vtime = 0.0
         self._served: dict[str, float] = {}   # when each camera last got its result (monotonic)
+        self._running: dict[str, int] = {}    # frames of each camera being inferred now
         self._shapes: dict[str, tuple[int, ...]] = {}  # tensor shape of each camera's last frame
         self._back_s: dict[str, float] = {}   # how soon each camera comes back with its next frame (EWMA)
         self._free_since = time.monotonic()   # when the last call ended
@@ -514,15 +515,22 @@ class InferenceScheduler:
         self._vtime = max(self._vtime, least)
         for r in chosen:
             self._pass[r.camera] += self._stride.get(r.camera, 1.0)
+            self._running[r.camera] = self._running.get(r.camera, 0) + 1
         return chosen
 
-    def _soon(self) -> list[str]:
-        """Cameras with no frame waiting that usually come back within the batch wait, and whose last
-        result is no older than that: one that has gone quiet (a dead camera being retried) is not
-        waited for, or every call would wait for it."""
-        since = time.monotonic() - self.batch_wait_s
-        return [c for c in self._stride if c not in self._pending
-                and self._back_s.get(c, float("inf")) <= self.batch_wait_s and self._served.get(c, since) >= since]
+    def _soon(self, now: float | None = None) -> list[str]:
+        """Cameras with no frame waiting that usually come back within the batch wait.
+
+        With ``now``, only those that also have a frame being inferred or got their last result no
+        longer than the batch wait before: one that has gone quiet (a dead camera being retried) is not
+        waited for, or every call would wait for it.
+        """
+        soon = [c for c in self._stride if c not in self._pending
+                and self._back_s.get(c, float("inf")) <= self.batch_wait_s]
+        if now is None:
+            return soon
+        since = now - self.batch_wait_s
+        return [c for c in soon if self._running.get(c, 0) > 0 or self._served.get(c, since) >= since]
 
     def _work_conserving(self) -> bool:
         """Whether a stream runs the frames waiting rather than wait for a camera whose turn it is.
@@ -536,7 +544,7 @@ class InferenceScheduler:
 
     def _missing(self) -> bool:
         """A camera whose turn it is has no frame waiting yet but usually comes back within the wait."""
-        soon = self._soon()
+        soon = self._soon(time.monotonic())
         if not soon or self._work_conserving():
             return False
         turn = self._batchable(self._order(list(self._pending) + soon))
@@ -571,6 +579,9 @@ class InferenceScheduler:
                 tensor = batch[0].tensor if len(batch) == 1 else np.concatenate([r.tensor for r in batch])
                 out = self.detector.infer(tensor, stream)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting camera
+                with self._cond:
+                    for r in batch:
+                        self._running[r.camera] -= 1
                 for r in batch:
                     r.error = exc
                     r.done.set()
@@ -585,6 +596,7 @@ class InferenceScheduler:
                 self._free_since = now
                 for r in batch:
                     self._served[r.camera] = now
+                    self._running[r.camera] -= 1
                     st.per_camera[r.camera] = st.per_camera.get(r.camera, 0) + 1
             for i, r in enumerate(batch):
                 r.result = Inferred(out[i:i + 1], dt * 1000 / len(batch), len(batch))
