@@ -18,6 +18,7 @@ Inference is the cost of the box; everything else should hide behind it.
   twice the frames of one of weight 1; a camera that is idle builds up no credit. With one
   frame per call and several streams, a stream runs the frames waiting instead of waiting for a
   camera whose turn it is; that camera keeps the turns it missed (a bounded credit). A camera
+  that has gone quiet (no frame being inferred, no result for the batch wait) is not waited for. A camera
   submits its next frame as soon as the previous output is back and post-processes that output
   while the next frame is inferred. With ``performance.streams`` > 1 the scheduler runs that many
   sessions side by side, one thread each, and a camera keeps streams + 1 frames handed over.
@@ -544,8 +545,10 @@ class InferenceScheduler:
 
     def _missing(self) -> bool:
         """A camera whose turn it is has no frame waiting yet but usually comes back within the wait."""
+        if self._work_conserving():
+            return False
         soon = self._soon(time.monotonic())
-        if not soon or self._work_conserving():
+        if not soon:
             return False
         turn = self._batchable(self._order(list(self._pending) + soon))
         return any(c not in self._pending for c in turn)
