@@ -510,7 +510,8 @@ class InferenceScheduler:
         if self._work_conserving():
             # a camera expected back soon keeps the turns it missed meanwhile (at most depth frames' worth):
             # it is served first when its frame arrives, instead of a stream idling until then
-            back = [self._pass[c] for c in self._soon() if c not in {r.camera for r in chosen}]
+            served = {r.camera for r in chosen}
+            back = [self._pass[c] for c in self._soon() if c not in served]
             if back:
                 least = max(min(least, min(back)), least - self.depth * max(self._stride.values(), default=1.0))
         self._vtime = max(self._vtime, least)
